@@ -1,0 +1,46 @@
+# minigpt: `make train` and `make test` work on a fresh machine (they create .venv first).
+PYTHON ?= python3
+VENV ?= .venv
+# The torch build to install. The pin takes the CPU wheel where pip finds one locally and the
+# default (CUDA) wheel from PyPI elsewhere; override e.g. TORCH="torch==2.5.1".
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: setup train test test-all lint format clean tensorboard
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Train the default model on Tiny Shakespeare (downloaded into data/ on first use).
+# Offline: make train ARGS="data.path=/path/to/input.txt"
+train: setup
+	$(BIN)/python train.py $(ARGS)
+
+# The default suite (under 5 minutes on 2 CPU cores); `make test-all` adds the slow tests.
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+tensorboard: setup
+	$(BIN)/tensorboard --logdir outputs
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

@@ -1,0 +1,100 @@
+"""Loading checkpoints safely: tensors and plain values only, never code."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from minigpt.errors import CheckpointError, ConfigError
+from minigpt.model import GPT, GPTConfig
+from minigpt.tokenizer import CharTokenizer
+
+CHECKPOINT_KEY = "minigpt"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference with the vocabulary and run config it was trained with."""
+
+    model: GPT
+    tokenizer: CharTokenizer
+    path: Path
+    meta: dict
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint's dict, loaded with `weights_only=True`: a file that would need to run
+    code to unpickle (a crafted payload, or an object we never save) is refused."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt=outputs/<run>/checkpoints/last.ckpt")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; pass the .ckpt file inside it")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"checkpoint {path} refers to code or objects that are not plain data ({_offender(e)}); "
+                f"it was refused because loading it could run code. Only load checkpoints you trust "
+                f"written by minigpt"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is not a valid checkpoint ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first}); use another checkpoint") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a minigpt checkpoint")
+    return ckpt
+
+
+def _offender(e: Exception) -> str:
+    for line in str(e).splitlines():
+        if "GLOBAL" in line or "Unsupported" in line:
+            return line.strip()[:160]
+    return type(e).__name__
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the trained GPT and its tokenizer from a training checkpoint."""
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get(CHECKPOINT_KEY)
+    if not isinstance(meta, dict) or "model_config" not in meta or "vocab" not in meta:
+        raise CheckpointError(
+            f"checkpoint {path} has no minigpt metadata (model config and vocabulary); "
+            f"it was not written by minigpt's train.py"
+        )
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version}, this minigpt reads version {FORMAT_VERSION}; "
+            f"use the minigpt release that wrote it"
+        )
+    try:
+        config = GPTConfig.from_dict(meta["model_config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} has an incompatible model config: {e}") from None
+    tokenizer = CharTokenizer(meta["vocab"])
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(
+            f"checkpoint {path} is inconsistent: vocabulary of {tokenizer.vocab_size} characters "
+            f"but a model for {config.vocab_size}"
+        )
+    state = {k.removeprefix("model."): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
+    model = GPT(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} weight(s) such as {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected weight(s) such as {unexpected[0]}")
+        raise CheckpointError(f"checkpoint {path} does not match its model config: {'; '.join(parts)}")
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, path=Path(path), meta=meta)

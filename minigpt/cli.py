@@ -1,0 +1,80 @@
+"""What the entry points share: one-line errors instead of tracebacks, and the run directory."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from minigpt.errors import MinigptError
+
+log = logging.getLogger("minigpt")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit non-zero."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Turn user errors raised by `fn` into one line and exit code 2. In a Hydra multirun the
+    error is re-raised instead, so Hydra records that job as failed and runs the others."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return fn(cfg)
+        except (MinigptError, OmegaConfBaseException) as e:
+            if _in_multirun():
+                raise
+            fail(str(e).strip().splitlines()[0] if isinstance(e, OmegaConfBaseException) else str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+
+    return wrapper
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    """`cfg.run_dir` when set (tests, scripts), else the directory Hydra made for this job."""
+    if cfg.get("run_dir"):
+        return Path(cfg.run_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    raise MinigptError("no run directory: pass run_dir=... when calling outside of Hydra")
+
+
+def require(cfg: DictConfig, key: str, hint: str) -> Any:
+    """The value of a mandatory (`???`) option, or one clear error naming it."""
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise MinigptError(f"{key} is required: {hint}")
+    return cfg[key]
+
+
+def quiet_libraries() -> None:
+    """Silence warnings that are about Lightning's defaults, not about the user's run."""
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*The number of training batches.*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+        ".*LeafSpec.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)

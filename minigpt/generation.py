@@ -1,0 +1,163 @@
+"""generate.py's work: load a checkpoint, read the prompt, decode, stream text to stdout.
+
+The text goes to stdout; which checkpoint, device and speed go to stderr, so
+`python generate.py ... > out.txt` captures only the text.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from minigpt.checkpoint import LoadedModel, load_model
+from minigpt.cli import require
+from minigpt.errors import ConfigError, MinigptError
+from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} was asked for but CUDA is not available; use device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu or cuda") from None
+
+
+def read_prompt(cfg: DictConfig) -> str:
+    if cfg.get("prompt_file"):
+        path = Path(cfg.prompt_file).expanduser()
+        if not path.is_file():
+            raise MinigptError(f"prompt_file {path} does not exist")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise MinigptError(f"prompt_file {path} is not UTF-8 text") from None
+    prompt = cfg.get("prompt")
+    return "" if prompt is None else str(prompt)
+
+
+def encode_prompt(loaded: LoadedModel, prompt: str, unknown: str, device: torch.device) -> torch.Tensor:
+    """Prompt ids (1, T). An empty prompt starts from a newline (or the first vocabulary entry)."""
+    tok = loaded.tokenizer
+    if prompt == "":
+        prompt = "\n" if "\n" in tok.stoi else tok.chars[0]
+    ids = tok.encode(prompt, unknown=unknown)
+    if not ids:
+        raise MinigptError("nothing of the prompt is left after dropping unknown characters; give another prompt")
+    return torch.tensor([ids], dtype=torch.long, device=device)
+
+
+def sampling_config(cfg: DictConfig) -> SamplingConfig:
+    return SamplingConfig(
+        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p,
+        typical_p=cfg.typical_p, repetition_penalty=cfg.repetition_penalty,
+    )
+
+
+def check_counts(cfg: DictConfig) -> None:
+    for key, low in (("max_new_tokens", 0), ("num_samples", 1), ("num_beams", 1)):
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
+
+
+def unescape_stops(stop) -> list[str]:
+    """Stop strings from the command line, where a newline is typed as \\n and a tab as \\t."""
+    if stop is None:
+        return []
+    items = [stop] if isinstance(stop, str) else list(stop)
+    return [str(s).replace("\\n", "\n").replace("\\t", "\t") for s in items if str(s)]
+
+
+def complete(loaded: LoadedModel, prompt: str, cfg: DictConfig, device: torch.device, out=sys.stdout) -> int:
+    """Write the prompt and its continuation(s) to `out`; return the number of tokens generated."""
+    tok = loaded.tokenizer
+    ids = encode_prompt(loaded, prompt, cfg.unknown, device)
+    stops = unescape_stops(cfg.get("stop"))
+    shown_prompt = tok.decode(ids[0].tolist())
+
+    if cfg.num_beams > 1:
+        done = (lambda new: stop_index(tok.decode(new.tolist()), stops) is not None) if stops else None
+        beams = beam_search(loaded.model, ids, cfg.max_new_tokens, cfg.num_beams, cfg.length_penalty,
+                            cfg.use_cache, done)
+        for rank, beam in enumerate(beams[: cfg.num_samples]):
+            if cfg.num_samples > 1:
+                out.write(f"--- beam {rank + 1} (score {beam.score:.4f}) ---\n")
+            out.write(shown_prompt + tok.decode(beam.ids.tolist()) + "\n")
+        out.flush()
+        return sum(len(b.ids) for b in beams[: cfg.num_samples])
+
+    scfg = sampling_config(cfg)
+    batch = ids.expand(cfg.num_samples, -1).contiguous()
+    generator = make_generator(cfg.seed, device)
+    texts = [""] * cfg.num_samples
+    ended = [False] * cfg.num_samples
+    streaming = cfg.stream and cfg.num_samples == 1
+    if streaming:
+        out.write(shown_prompt)
+        out.flush()
+    n = 0
+    for step_ids in stream_tokens(loaded.model, batch, cfg.max_new_tokens, scfg, cfg.use_cache, generator):
+        n += 1
+        for i, t in enumerate(step_ids.tolist()):
+            if ended[i]:
+                continue
+            texts[i] += tok.chars[t]
+            # checked after every character, so a stop string always ends at the newest one
+            if stops and stop_index(texts[i], stops) is not None:
+                ended[i] = True
+            if streaming:
+                out.write(tok.chars[t])
+                out.flush()
+        if all(ended):
+            break
+    if streaming:
+        out.write("\n")
+    else:
+        for i, text in enumerate(texts):
+            if cfg.num_samples > 1:
+                out.write(f"--- sample {i + 1} ---\n")
+            out.write(shown_prompt + text + "\n")
+    out.flush()
+    return n * cfg.num_samples
+
+
+def run(cfg: DictConfig) -> None:
+    ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/last.ckpt")
+    check_counts(cfg)
+    sampling_config(cfg)  # validate before the (slower) checkpoint load
+    if cfg.unknown not in ("error", "skip") and len(str(cfg.unknown)) != 1:
+        raise ConfigError(f"unknown={cfg.unknown!r}: use error, skip or a single character")
+    if cfg.seed is not None:
+        torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    loaded = load_model(ckpt, device)
+    print(
+        f"[minigpt] checkpoint {loaded.path} | {loaded.model.num_params():,} parameters | "
+        f"block {loaded.model.config.block_size} | {loaded.model.config.pos_encoding} | device {device}",
+        file=sys.stderr,
+    )
+    prompts = iter(sys.stdin.readline, "") if cfg.interactive else [read_prompt(cfg)]
+    for prompt in prompts:
+        if cfg.interactive:
+            prompt = prompt.rstrip("\n")
+            if not prompt:
+                break
+        start = time.perf_counter()
+        try:
+            n = complete(loaded, prompt, cfg, device)
+        except MinigptError as e:
+            if not cfg.interactive:
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        seconds = time.perf_counter() - start
+        rate = n / seconds if seconds > 0 else float("inf")
+        print(f"[minigpt] {n} tokens in {seconds:.2f} s ({rate:,.0f} tokens/s)", file=sys.stderr)

@@ -1,0 +1,403 @@
+"""The transformer, written out by hand: attention, blocks, position encodings, GPT.
+
+Shapes follow nanoGPT's names: B batch, T new positions, S positions attended to (cached +
+new), C = n_embd, nh = n_head, hs = head size = C // nh, V = vocab_size.
+This module imports neither Lightning nor Hydra: it is plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minigpt.errors import ConfigError
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
+ATTN_IMPLS = ("manual", "sdpa")
+NORMS = ("layernorm", "rmsnorm", "none")
+ACTIVATIONS = ("gelu", "relu2")
+
+
+@dataclass
+class GPTConfig:
+    """Everything that defines the network's shape; travels inside every checkpoint."""
+
+    vocab_size: int
+    block_size: int = 64
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+    pos_encoding: str = "learned"  # learned | sinusoidal | rope | alibi | none
+    attn_impl: str = "sdpa"  # manual (the math below) | sdpa (torch's fused kernel)
+    norm: str = "layernorm"  # layernorm | rmsnorm | none
+    residual: bool = True  # False removes both skip connections (an ablation)
+    scale_attn: bool = True  # False drops the 1/sqrt(hs) factor (an ablation)
+    tie_weights: bool = True  # lm_head shares its matrix with the token embedding
+    activation: str = "gelu"  # gelu | relu2 (ReLU squared)
+    qk_norm: bool = False  # RMS-normalise queries and keys per head before the dot product
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        ints = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+        for name in ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"model.{name} must be an integer, got {value!r}")
+            if value <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {value}")
+        for name in ("bias", "residual", "scale_attn", "tie_weights", "qk_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise ConfigError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.n_embd % self.n_head != 0:
+            raise ConfigError(
+                f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}; "
+                f"pick n_head from {[h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0][:8]}..."
+            )
+        choices = {
+            "pos_encoding": POS_ENCODINGS,
+            "attn_impl": ATTN_IMPLS,
+            "norm": NORMS,
+            "activation": ACTIVATIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"model.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}"
+                )
+        if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2 != 0:
+            raise ConfigError(
+                f"rope needs an even head size, but n_embd/n_head = {self.n_embd // self.n_head}"
+            )
+        if self.pos_encoding == "sinusoidal" and self.n_embd % 2 != 0:
+            raise ConfigError(f"sinusoidal positions need an even n_embd, got {self.n_embd}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        """Build from a dict, rejecting unknown keys with a clear message."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model option(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- positions
+
+
+def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
+    """Fixed sine/cosine position table of Vaswani et al. (2017): (n_pos, dim)."""
+    pos = torch.arange(n_pos, dtype=torch.float32)[:, None]
+    # wavelengths grow geometrically from 2*pi to 10000*2*pi across the dimensions
+    inv_freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    table = torch.zeros(n_pos, dim)
+    table[:, 0::2] = torch.sin(pos * inv_freq)
+    table[:, 1::2] = torch.cos(pos * inv_freq)
+    return table
+
+
+def rope_cos_sin(positions: torch.Tensor, head_size: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles (Su et al. 2021) for integer positions: each (T, hs/2)."""
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)
+    angles = positions.float()[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[2i], x[2i+1]) of every head by its position's angle. x: (B, nh, T, hs)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.flatten(-2)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """Per-head slopes of ALiBi (Press et al. 2022): a geometric sequence starting at 2^(-8/n)."""
+
+    def power_of_two_slopes(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_head).is_integer():
+        return torch.tensor(power_of_two_slopes(n_head))
+    # not a power of two: take the closest power's slopes, then every other slope of the next one
+    closest = 2 ** math.floor(math.log2(n_head))
+    extra = power_of_two_slopes(2 * closest)[0::2][: n_head - closest]
+    return torch.tensor(power_of_two_slopes(closest) + extra)
+
+
+# --------------------------------------------------------------------------- KV cache
+
+
+class KVCache:
+    """Keys and values of positions already seen, per layer, so decoding one token costs O(S).
+
+    Tensors are pre-allocated to `capacity` positions: (B, nh, capacity, hs). `positions` holds
+    the absolute position of every cached slot, which rope and alibi need after the window rolls.
+    """
+
+    def __init__(self, n_layer: int, capacity: int) -> None:
+        self.n_layer = n_layer
+        self.capacity = capacity
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+        self.length = 0  # filled slots
+        self.next_pos = 0  # absolute position of the next token to be written
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append new keys/values (B, nh, T, hs) of one layer; return all cached ones (B, nh, S, hs)."""
+        T = k.size(2)
+        if self.k[layer] is None:
+            B, nh, _, hs = k.shape
+            self.k[layer] = k.new_zeros(B, nh, self.capacity, hs)
+            self.v[layer] = v.new_zeros(B, nh, self.capacity, hs)
+        start = self.length
+        if start + T > self.capacity:
+            raise RuntimeError(f"KV cache overflow: {start} + {T} > {self.capacity}; call roll() first")
+        self.k[layer][:, :, start : start + T] = k
+        self.v[layer][:, :, start : start + T] = v
+        if layer == self.n_layer - 1:  # the last layer commits the step
+            self.length += T
+            self.next_pos += T
+        end = start + T
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def roll(self, n: int) -> None:
+        """Forget the oldest n positions (a sliding window); absolute positions keep counting."""
+        n = min(n, self.length)
+        keep = self.length - n
+        for cache in (self.k, self.v):
+            for layer, t in enumerate(cache):
+                if t is not None:
+                    cache[layer][:, :, :keep] = t[:, :, n : self.length].clone()
+        self.length = keep
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search keeps the cache of the beams it continues)."""
+        for cache in (self.k, self.v):
+            for layer, t in enumerate(cache):
+                if t is not None:
+                    cache[layer] = t.index_select(0, index)
+
+    def reset(self) -> None:
+        self.length = 0
+        self.next_pos = 0
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    if cfg.norm == "layernorm":
+        return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd)
+    return nn.Identity()
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which position t sees only positions <= t."""
+
+    def __init__(self, cfg: GPTConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layer_idx = layer_idx
+        self.n_head, self.head_size = cfg.n_head, cfg.head_size
+        # one matrix computes queries, keys and values of all heads at once
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.attn_dropout = nn.Dropout(cfg.dropout)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        # dot products of two random hs-dim vectors have variance hs; 1/sqrt(hs) brings it back
+        # to 1 so that softmax does not saturate at initialisation
+        self.scale = 1.0 / math.sqrt(self.head_size) if cfg.scale_attn else 1.0
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        alibi: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        if self.cfg.qk_norm:
+            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs)
+        S = k.size(2)
+
+        # query i (absolute index S-T+i among the S keys) may look at keys j <= S-T+i; the
+        # mask is lower triangular, i.e. everything above the shifted diagonal is the future
+        causal = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+        dropout_p = self.attn_dropout.p if self.training else 0.0
+
+        if self.cfg.attn_impl == "sdpa" and not need_weights:
+            if alibi is None and T == S:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=self.scale)
+            else:
+                mask = causal if alibi is None else alibi.masked_fill(~causal, float("-inf")).to(q.dtype)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=self.scale)
+            weights = None
+        else:
+            att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
+            if alibi is not None:
+                att = att + alibi  # (nh, T, S): a penalty growing linearly with distance
+            att = att.masked_fill(~causal, float("-inf"))
+            att = F.softmax(att, dim=-1)
+            weights = att
+            att = self.attn_dropout(att)
+            y = att @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        return self.resid_dropout(self.c_proj(y)), weights
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: expand 4x, non-linearity, project back."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.activation = cfg.activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c_fc(x)
+        x = F.gelu(x) if self.activation == "gelu" else F.relu(x).square()
+        return self.dropout(self.c_proj(x))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: GPTConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.residual = cfg.residual
+        self.ln_1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg, layer_idx)
+        self.ln_2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, rope=None, alibi=None, cache=None, need_weights=False):
+        a, weights = self.attn(self.ln_1(x), rope, alibi, cache, need_weights)
+        x = x + a if self.residual else a
+        m = self.mlp(self.ln_2(x))
+        x = x + m if self.residual else m
+        return x, weights
+
+
+# --------------------------------------------------------------------------- GPT
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer language model; `forward` returns logits, never a loss."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+                drop=nn.Dropout(cfg.dropout),
+                h=nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)]),
+                ln_f=make_norm(cfg),
+            )
+        )
+        if cfg.pos_encoding == "learned":
+            self.transformer["wpe"] = nn.Embedding(cfg.block_size, cfg.n_embd)
+        elif cfg.pos_encoding == "sinusoidal":
+            self.register_buffer("wpe_table", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
+        elif cfg.pos_encoding == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
+
+        self.apply(self._init_weights)
+        # GPT-2: each residual branch adds to the stream, so shrink the projections into it by
+        # 1/sqrt(2 * n_layer) to keep the stream's variance independent of depth
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without position embeddings (as nanoGPT reports it)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def new_cache(self, capacity: int | None = None) -> KVCache:
+        """An empty KV cache for up to `capacity` positions (default: block_size)."""
+        return KVCache(self.config.n_layer, capacity or self.config.block_size)
+
+    def _run(self, idx: torch.Tensor, cache: KVCache | None, need_weights: bool):
+        cfg = self.config
+        B, T = idx.shape
+        past = cache.length if cache is not None else 0
+        if past + T > cfg.block_size:
+            raise ValueError(f"sequence of {past + T} positions exceeds block_size {cfg.block_size}")
+        start = cache.next_pos if cache is not None else 0
+        positions = torch.arange(start, start + T, device=idx.device)  # absolute positions of the new tokens
+
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = alibi = None
+        if cfg.pos_encoding == "learned":
+            x = x + self.transformer.wpe(torch.arange(past, past + T, device=idx.device))
+        elif cfg.pos_encoding == "sinusoidal":
+            x = x + self.wpe_table[past : past + T]
+        elif cfg.pos_encoding == "rope":
+            rope = rope_cos_sin(positions, cfg.head_size, cfg.rope_base)
+        elif cfg.pos_encoding == "alibi":
+            # key j sits (S-T+i) - j places before query i; only the distance matters
+            S = past + T
+            distance = (torch.arange(S - T, S, device=idx.device)[:, None] - torch.arange(S, device=idx.device)[None, :])
+            alibi = -self.alibi_slopes[:, None, None] * distance.clamp(min=0)  # (nh, T, S)
+        x = self.transformer.drop(x)
+
+        weights = []
+        for block in self.transformer.h:
+            x, w = block(x, rope, alibi, cache, need_weights)
+            weights.append(w)
+        x = self.transformer.ln_f(x)
+        return self.lm_head(x), weights  # (B, T, V)
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for token ids (B, T); with a cache, T new tokens follow the cached ones."""
+        return self._run(idx, cache, need_weights=False)[0]
+
+    def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and every layer's attention weights (B, nh, T, T), computed by the manual path."""
+        return self._run(idx, None, need_weights=True)

@@ -1,0 +1,115 @@
+"""The LightningModule: owns the loss, the metrics, the optimizer and the schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MeanMetric
+
+from minigpt.checkpoint import CHECKPOINT_KEY, FORMAT_VERSION
+from minigpt.model import GPT, GPTConfig
+from minigpt.tokenizer import CharTokenizer
+
+LN2 = math.log(2)
+
+
+class LitGPT(L.LightningModule):
+    """Trains a `GPT` on next-character prediction.
+
+    Only plain values are saved as hyperparameters (dicts and lists), so a checkpoint rebuilds
+    its model without any of the objects that made it.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        vocab: list[str],
+        optim: dict,
+        scheduler: dict | None = None,
+        run_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = CharTokenizer(vocab)
+        self.config = GPTConfig.from_dict({**model, "vocab_size": self.tokenizer.vocab_size})
+        self.model = GPT(self.config)
+        # token-weighted mean of the loss over a whole evaluation pass
+        self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+        self.best_val_loss = math.inf
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self.model(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        if stage == "train":
+            self._log_loss(stage, loss.detach(), on_step=True)
+        else:
+            self.eval_loss[stage].update(loss.detach(), weight=y.numel())
+        return loss
+
+    def _log_loss(self, stage: str, loss: torch.Tensor, on_step: bool) -> None:
+        """Loss in nats, perplexity e^loss and bits per character loss / ln 2."""
+        kw = dict(on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
+        self.log(f"{stage}/ppl", torch.exp(loss), **kw)
+        self.log(f"{stage}/bpc", loss / LN2, **kw)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _end_eval(self, stage: str) -> None:
+        loss = self.eval_loss[stage].compute()
+        self.eval_loss[stage].reset()
+        self._log_loss(stage, loss, on_step=False)
+        if stage == "val" and not self.trainer.sanity_checking:
+            self.best_val_loss = min(self.best_val_loss, float(loss))
+            self.log("hp/best_val_loss", self.best_val_loss, on_step=False, on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        # weight decay on matrices (linear and embedding weights) only; biases and norm gains
+        # are 1-D and decaying them towards zero only hurts
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = instantiate(self.hparams.optim)(groups)
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=self.trainer.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # everything generate.py needs, in plain types, independent of Lightning's own keys
+        checkpoint[CHECKPOINT_KEY] = {
+            "format_version": FORMAT_VERSION,
+            "model_config": self.config.to_dict(),
+            "vocab": self.tokenizer.chars,
+            "run_config": self.hparams.run_config,
+            "best_val_loss": self.best_val_loss,
+        }
+        # Lightning stores an AttributeDict; a plain dict keeps the file loadable with weights_only
+        checkpoint["hyper_parameters"] = dict(checkpoint.get("hyper_parameters", {}))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best_val_loss = checkpoint.get(CHECKPOINT_KEY, {}).get("best_val_loss", math.inf)

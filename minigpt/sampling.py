@@ -1,0 +1,312 @@
+"""Decoding: greedy, temperature, top-k, top-p, min-p, typical, repetition penalty, beam search.
+
+Every strategy runs on the same `ContextFeeder`, which hands the model either the whole context
+(full recompute, as nanoGPT samples) or only the new token with a KV cache. Both follow one
+window policy once the text outgrows `block_size`:
+
+* rope, alibi, none (relative positions): the window slides by one token per step; the cache
+  drops its oldest entry, which is exact because attention scores depend only on distances.
+* learned, sinusoidal (absolute positions are baked into cached keys): when the window is full,
+  the context restarts from the most recent `block_size // 2` tokens, which are prefilled once;
+  it then grows again. This keeps cached decoding O(block_size) per token instead of a full
+  recompute for every token once the window is full.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from minigpt.errors import ConfigError
+from minigpt.model import GPT
+
+
+@dataclass
+class SamplingConfig:
+    """How to pick the next token from the logits. temperature=0 means greedy."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ConfigError(f"top_k must be a positive integer or null, got {self.top_k}")
+        for name in ("top_p", "min_p", "typical_p"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value <= 1):
+                raise ConfigError(f"{name} must be in (0, 1] or null, got {value}")
+        if not isinstance(self.repetition_penalty, (int, float)) or self.repetition_penalty <= 0:
+            raise ConfigError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+# --------------------------------------------------------------------------- logit processors
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's penalty (Keskar et al. 2019): make every token already in `seen` (B, n) less likely,
+    dividing a positive logit by `penalty` and multiplying a negative one."""
+    if penalty == 1.0:
+        return logits
+    picked = logits.gather(1, seen)
+    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
+    return logits.scatter(1, seen, picked)
+
+
+def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row."""
+    k = min(k, logits.size(-1))
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus sampling (Holtzman et al. 2020): keep the smallest set of most likely tokens whose
+    probabilities sum to at least p."""
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probs = F.softmax(sorted_logits, dim=-1)
+    # mass of the tokens strictly before each one; a token is needed while that is still < p
+    before = probs.cumsum(dim=-1) - probs
+    drop_sorted = before >= p
+    drop_sorted[..., 0] = False  # the most likely token always stays
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def filter_min_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Min-p: keep tokens whose probability is at least p times that of the most likely one."""
+    probs = F.softmax(logits, dim=-1)
+    threshold = p * probs.max(dim=-1, keepdim=True).values
+    return logits.masked_fill(probs < threshold, float("-inf"))
+
+
+def filter_typical(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Locally typical sampling (Meister et al. 2023): keep the tokens whose surprisal is closest
+    to the distribution's entropy, up to a mass of p."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    probs = log_probs.exp()
+    entropy = -(probs * torch.nan_to_num(log_probs, neginf=0.0)).sum(-1, keepdim=True)
+    deviation = (-log_probs - entropy).abs()
+    sorted_dev, order = torch.sort(deviation, dim=-1)
+    sorted_probs = probs.gather(-1, order)
+    before = sorted_probs.cumsum(-1) - sorted_probs
+    drop_sorted = before >= p
+    drop_sorted[..., 0] = False
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def process_logits(logits: torch.Tensor, cfg: SamplingConfig, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply the penalty, temperature and truncations of `cfg` to next-token logits (B, V)."""
+    logits = logits.float()
+    if seen is not None and cfg.repetition_penalty != 1.0:
+        logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty)
+    if cfg.greedy:
+        return logits
+    logits = logits / cfg.temperature
+    if cfg.top_k is not None:
+        logits = filter_top_k(logits, cfg.top_k)
+    if cfg.top_p is not None and cfg.top_p < 1.0:
+        logits = filter_top_p(logits, cfg.top_p)
+    if cfg.min_p is not None:
+        logits = filter_min_p(logits, cfg.min_p)
+    if cfg.typical_p is not None and cfg.typical_p < 1.0:
+        logits = filter_typical(logits, cfg.typical_p)
+    return logits
+
+
+def pick_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Choose one token id per row from processed logits (B, V) -> (B,)."""
+    if cfg.greedy:
+        return logits.argmax(dim=-1)
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# --------------------------------------------------------------------------- the context
+
+
+class ContextFeeder:
+    """Holds the growing sequences (B, n) and returns the model's next-token logits for them,
+    by full recompute (`use_cache=False`) or incrementally with a KV cache."""
+
+    def __init__(self, model: GPT, ids: torch.Tensor, use_cache: bool = True) -> None:
+        self.model = model
+        self.block_size = model.config.block_size
+        self.relative = model.config.pos_encoding in ("rope", "alibi", "none")
+        self.seq = ids
+        self.ctx_start = max(0, ids.size(1) - self.block_size)  # first token of the window
+        self.cache = model.new_cache() if use_cache else None
+        self.cache_start = self.cache_end = self.ctx_start  # seq[cache_start:cache_end] is cached
+
+    def _advance_window(self) -> None:
+        n = self.seq.size(1)
+        if n - self.ctx_start > self.block_size:
+            keep = self.block_size if self.relative else self.block_size // 2
+            self.ctx_start = n - max(1, keep)
+
+    @torch.no_grad()
+    def logits(self) -> torch.Tensor:
+        """Next-token logits (B, V) given everything in `seq`."""
+        self._advance_window()
+        n = self.seq.size(1)
+        if self.cache is None:
+            return self.model(self.seq[:, self.ctx_start : n])[:, -1]
+        if self.ctx_start > self.cache_start:
+            if self.relative:
+                self.cache.roll(self.ctx_start - self.cache_start)
+            else:
+                self.cache.reset()
+                self.cache_end = self.ctx_start
+            self.cache_start = self.ctx_start
+        new = self.seq[:, self.cache_end : n]
+        self.cache_end = n
+        return self.model(new, cache=self.cache)[:, -1]
+
+    def append(self, next_ids: torch.Tensor) -> None:
+        self.seq = torch.cat([self.seq, next_ids[:, None]], dim=1)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.seq = self.seq.index_select(0, index)
+        if self.cache is not None:
+            self.cache.reorder(index)
+
+
+# --------------------------------------------------------------------------- decoding loops
+
+
+@torch.no_grad()
+def stream_tokens(
+    model: GPT,
+    ids: torch.Tensor,
+    max_new_tokens: int,
+    cfg: SamplingConfig,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the next token of every row (B,), one step at a time, for `max_new_tokens` steps."""
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if ids.size(1) == 0:
+        raise ConfigError("the prompt is empty; give at least one character")
+    feeder = ContextFeeder(model, ids, use_cache)
+    for _ in range(max_new_tokens):
+        logits = process_logits(feeder.logits(), cfg, feeder.seq)
+        nxt = pick_next(logits, cfg, generator)
+        feeder.append(nxt)
+        yield nxt
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    ids: torch.Tensor,
+    max_new_tokens: int,
+    cfg: SamplingConfig | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Prompt ids (B, T0) -> ids (B, T0 + max_new_tokens)."""
+    cfg = cfg or SamplingConfig()
+    new = list(stream_tokens(model, ids, max_new_tokens, cfg, use_cache, generator))
+    return torch.cat([ids, torch.stack(new, dim=1)], dim=1) if new else ids
+
+
+@dataclass
+class Beam:
+    """A finished or surviving hypothesis of beam search."""
+
+    ids: torch.Tensor  # (T,) new tokens only
+    logprob: float
+    score: float = field(default=0.0)
+
+
+@torch.no_grad()
+def beam_search(
+    model: GPT,
+    ids: torch.Tensor,
+    max_new_tokens: int,
+    num_beams: int,
+    length_penalty: float = 1.0,
+    use_cache: bool = True,
+    is_finished: Callable[[torch.Tensor], bool] | None = None,
+) -> list[Beam]:
+    """Keep the `num_beams` continuations of highest total log-probability; return them best first.
+
+    Scores are normalised by length ** length_penalty (Wu et al. 2016 use a similar term), which
+    matters when hypotheses stop early through `is_finished` (e.g. at a stop string).
+    """
+    if num_beams < 1:
+        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if ids.size(0) != 1:
+        raise ConfigError("beam search takes one prompt at a time")
+    prompt_len = ids.size(1)
+    feeder = ContextFeeder(model, ids, use_cache)
+    scores = torch.zeros(1, device=ids.device)  # total log-prob of each live beam
+    finished: list[Beam] = []
+
+    def normalised(logprob: float, length: int) -> float:
+        return logprob / (max(length, 1) ** length_penalty)
+
+    for step in range(max_new_tokens):
+        logp = F.log_softmax(feeder.logits().float(), dim=-1)  # (beams, V)
+        V = logp.size(-1)
+        candidates = (scores[:, None] + logp).view(-1)
+        top = torch.topk(candidates, min(2 * num_beams, candidates.numel()))
+        keep_rows, keep_tokens, keep_scores = [], [], []
+        for value, flat in zip(top.values.tolist(), top.indices.tolist()):
+            row, token = divmod(flat, V)
+            new_ids = torch.cat([feeder.seq[row, prompt_len:], torch.tensor([token], device=ids.device)])
+            if is_finished is not None and is_finished(new_ids):
+                finished.append(Beam(new_ids, value, normalised(value, len(new_ids))))
+            else:
+                keep_rows.append(row)
+                keep_tokens.append(token)
+                keep_scores.append(value)
+            if len(keep_rows) == num_beams:
+                break
+        if len(finished) >= num_beams or not keep_rows:
+            break
+        index = torch.tensor(keep_rows, device=ids.device)
+        feeder.reorder(index)
+        feeder.append(torch.tensor(keep_tokens, device=ids.device))
+        scores = torch.tensor(keep_scores, device=ids.device)
+    live = [
+        Beam(feeder.seq[i, prompt_len:], float(s), normalised(float(s), feeder.seq.size(1) - prompt_len))
+        for i, s in enumerate(scores.tolist())
+    ] if len(finished) < num_beams else []
+    return sorted(finished + live, key=lambda b: b.score, reverse=True)[:num_beams]
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
+    """A seeded generator for reproducible sampling, or None to use the global RNG."""
+    if seed is None:
+        return None
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def stop_index(text: str, stops: list[str]) -> int | None:
+    """Index just past the earliest complete stop string in `text`, or None."""
+    ends = [text.find(s) + len(s) for s in stops if s and s in text]
+    return min(ends) if ends else None
+
+
+def tokens_per_second(n_tokens: int, seconds: float) -> float:
+    return n_tokens / seconds if seconds > 0 else math.inf
