@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"written by minigpt"
             ) from None
         raise CheckpointError(f"checkpoint {path} is not a valid checkpoint ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # torch.load fails in many ways on a file that is not a checkpoint
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first}); use another checkpoint") from None
     if not isinstance(ckpt, dict):
@@ -88,7 +87,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         )
     state = {k.removeprefix("model."): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
     model = GPT(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a weight whose shape differs from the config's
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), "shape mismatch")
+        raise CheckpointError(f"checkpoint {path} does not match its model config: {detail[:200]}") from None
     if missing or unexpected:
         parts = []
         if missing:

@@ -63,7 +63,7 @@ def resolve_corpus(
     if path:
         return Path(path).expanduser()
     if not name:
-        raise DataError("no corpus given: pass data.path=/path/to/corpus.txt")
+        raise DataError("no corpus given: data.path is required (pass data.path=/path/to/corpus.txt)")
     cached = Path(cache_dir) / name / "input.txt"
     if cached.is_file():
         return cached
@@ -101,8 +101,16 @@ class RandomWindows(IterableDataset):
     `batch_size * world_size` windows is drawn per step and each rank takes its own slice.
     """
 
-    def __init__(self, data: torch.Tensor, block_size: int, batch_size: int, seed: int,
-                 start_step: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        data: torch.Tensor,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         super().__init__()
         self.data, self.block_size, self.batch_size = data, block_size, batch_size
         self.seed, self.start_step, self.rank, self.world_size = seed, start_step, rank, world_size

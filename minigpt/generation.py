@@ -56,8 +56,12 @@ def encode_prompt(loaded: LoadedModel, prompt: str, unknown: str, device: torch.
 
 def sampling_config(cfg: DictConfig) -> SamplingConfig:
     return SamplingConfig(
-        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p,
-        typical_p=cfg.typical_p, repetition_penalty=cfg.repetition_penalty,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        min_p=cfg.min_p,
+        typical_p=cfg.typical_p,
+        repetition_penalty=cfg.repetition_penalty,
     )
 
 
@@ -85,8 +89,9 @@ def complete(loaded: LoadedModel, prompt: str, cfg: DictConfig, device: torch.de
 
     if cfg.num_beams > 1:
         done = (lambda new: stop_index(tok.decode(new.tolist()), stops) is not None) if stops else None
-        beams = beam_search(loaded.model, ids, cfg.max_new_tokens, cfg.num_beams, cfg.length_penalty,
-                            cfg.use_cache, done)
+        beams = beam_search(
+            loaded.model, ids, cfg.max_new_tokens, cfg.num_beams, cfg.length_penalty, cfg.use_cache, done
+        )
         for rank, beam in enumerate(beams[: cfg.num_samples]):
             if cfg.num_samples > 1:
                 out.write(f"--- beam {rank + 1} (score {beam.score:.4f}) ---\n")

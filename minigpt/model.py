@@ -75,9 +75,7 @@ class GPTConfig:
                     f"model.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}"
                 )
         if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2 != 0:
-            raise ConfigError(
-                f"rope needs an even head size, but n_embd/n_head = {self.n_embd // self.n_head}"
-            )
+            raise ConfigError(f"rope needs an even head size, but n_embd/n_head = {self.n_embd // self.n_head}")
         if self.pos_encoding == "sinusoidal" and self.n_embd % 2 != 0:
             raise ConfigError(f"sinusoidal positions need an even n_embd, got {self.n_embd}")
 
@@ -148,8 +146,8 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
 class KVCache:
     """Keys and values of positions already seen, per layer, so decoding one token costs O(S).
 
-    Tensors are pre-allocated to `capacity` positions: (B, nh, capacity, hs). `positions` holds
-    the absolute position of every cached slot, which rope and alibi need after the window rolls.
+    Tensors are pre-allocated to `capacity` positions: (B, nh, capacity, hs); slot i holds
+    position i of the current window.
     """
 
     def __init__(self, n_layer: int, capacity: int) -> None:
@@ -158,7 +156,6 @@ class KVCache:
         self.k: list[torch.Tensor | None] = [None] * n_layer
         self.v: list[torch.Tensor | None] = [None] * n_layer
         self.length = 0  # filled slots
-        self.next_pos = 0  # absolute position of the next token to be written
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append new keys/values (B, nh, T, hs) of one layer; return all cached ones (B, nh, S, hs)."""
@@ -169,24 +166,13 @@ class KVCache:
             self.v[layer] = v.new_zeros(B, nh, self.capacity, hs)
         start = self.length
         if start + T > self.capacity:
-            raise RuntimeError(f"KV cache overflow: {start} + {T} > {self.capacity}; call roll() first")
+            raise RuntimeError(f"KV cache overflow: {start} + {T} > {self.capacity}; reset() it first")
         self.k[layer][:, :, start : start + T] = k
         self.v[layer][:, :, start : start + T] = v
         if layer == self.n_layer - 1:  # the last layer commits the step
             self.length += T
-            self.next_pos += T
         end = start + T
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-
-    def roll(self, n: int) -> None:
-        """Forget the oldest n positions (a sliding window); absolute positions keep counting."""
-        n = min(n, self.length)
-        keep = self.length - n
-        for cache in (self.k, self.v):
-            for layer, t in enumerate(cache):
-                if t is not None:
-                    cache[layer][:, :, :keep] = t[:, :, n : self.length].clone()
-        self.length = keep
 
     def reorder(self, index: torch.Tensor) -> None:
         """Select batch rows (beam search keeps the cache of the beams it continues)."""
@@ -197,7 +183,6 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
-        self.next_pos = 0
 
 
 # --------------------------------------------------------------------------- layers
@@ -329,7 +314,11 @@ class GPT(nn.Module):
         if cfg.pos_encoding == "learned":
             self.transformer["wpe"] = nn.Embedding(cfg.block_size, cfg.n_embd)
         elif cfg.pos_encoding == "sinusoidal":
-            self.register_buffer("wpe_table", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
+            # Vaswani et al. scale token embeddings up to the table's size; we scale the table
+            # (RMS 1/sqrt(2)) down to the embeddings' init std of 0.02 instead, so that neither
+            # drowns the other at the start of training
+            table = sinusoidal_table(cfg.block_size, cfg.n_embd) * (0.02 * math.sqrt(2))
+            self.register_buffer("wpe_table", table, persistent=False)
         elif cfg.pos_encoding == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -369,13 +358,12 @@ class GPT(nn.Module):
         past = cache.length if cache is not None else 0
         if past + T > cfg.block_size:
             raise ValueError(f"sequence of {past + T} positions exceeds block_size {cfg.block_size}")
-        start = cache.next_pos if cache is not None else 0
-        positions = torch.arange(start, start + T, device=idx.device)  # absolute positions of the new tokens
+        positions = torch.arange(past, past + T, device=idx.device)  # positions of the new tokens
 
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = alibi = None
         if cfg.pos_encoding == "learned":
-            x = x + self.transformer.wpe(torch.arange(past, past + T, device=idx.device))
+            x = x + self.transformer.wpe(positions)
         elif cfg.pos_encoding == "sinusoidal":
             x = x + self.wpe_table[past : past + T]
         elif cfg.pos_encoding == "rope":
@@ -383,7 +371,7 @@ class GPT(nn.Module):
         elif cfg.pos_encoding == "alibi":
             # key j sits (S-T+i) - j places before query i; only the distance matters
             S = past + T
-            distance = (torch.arange(S - T, S, device=idx.device)[:, None] - torch.arange(S, device=idx.device)[None, :])
+            distance = torch.arange(S - T, S, device=idx.device)[:, None] - torch.arange(S, device=idx.device)[None, :]
             alibi = -self.alibi_slopes[:, None, None] * distance.clamp(min=0)  # (nh, T, S)
         x = self.transformer.drop(x)
 

@@ -36,8 +36,14 @@ def plot_loss_curve(log_dir: str | Path, out: str | Path, title: str = "") -> Pa
         ax.plot(steps, values, "o-", lw=1.5, ms=3, label="val/loss")
         best = min(values)
         ax.axhline(best, color="gray", ls=":", lw=0.8)
-        ax.annotate(f"best val {best:.3f}", (steps[-1], best), textcoords="offset points",
-                    xytext=(-5, 5), ha="right", fontsize=8)
+        ax.annotate(
+            f"best val {best:.3f}",
+            (steps[-1], best),
+            textcoords="offset points",
+            xytext=(-5, 5),
+            ha="right",
+            fontsize=8,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/char)")
     ax.set_title(title or "loss")

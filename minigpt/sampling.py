@@ -2,14 +2,14 @@
 
 Every strategy runs on the same `ContextFeeder`, which hands the model either the whole context
 (full recompute, as nanoGPT samples) or only the new token with a KV cache. Both follow one
-window policy once the text outgrows `block_size`:
+window policy once the text outgrows `block_size`: the context restarts from the most recent
+`keep` tokens (default `block_size // 2`), which are prefilled once, and then grows again.
 
-* rope, alibi, none (relative positions): the window slides by one token per step; the cache
-  drops its oldest entry, which is exact because attention scores depend only on distances.
-* learned, sinusoidal (absolute positions are baked into cached keys): when the window is full,
-  the context restarts from the most recent `block_size // 2` tokens, which are prefilled once;
-  it then grows again. This keeps cached decoding O(block_size) per token instead of a full
-  recompute for every token once the window is full.
+Why not slide the cache by one token? Cached keys of layer 2 and up were computed from hidden
+states that attended to the tokens now dropped, so a rolled cache is not the model's output on
+the shorter window (it drifts for every position encoding, relative ones included). Restarting
+keeps cached decoding exact and costs one prefill per `block_size - keep` tokens. `keep =
+block_size` gives nanoGPT's sliding window exactly, at the price of a prefill for every token.
 """
 
 from __future__ import annotations
@@ -143,10 +143,12 @@ class ContextFeeder:
     """Holds the growing sequences (B, n) and returns the model's next-token logits for them,
     by full recompute (`use_cache=False`) or incrementally with a KV cache."""
 
-    def __init__(self, model: GPT, ids: torch.Tensor, use_cache: bool = True) -> None:
+    def __init__(self, model: GPT, ids: torch.Tensor, use_cache: bool = True, keep: int | None = None) -> None:
         self.model = model
         self.block_size = model.config.block_size
-        self.relative = model.config.pos_encoding in ("rope", "alibi", "none")
+        self.keep = self.block_size // 2 if keep is None else keep
+        if not 1 <= self.keep <= self.block_size:
+            raise ConfigError(f"window_keep must be between 1 and block_size={self.block_size}, got {keep}")
         self.seq = ids
         self.ctx_start = max(0, ids.size(1) - self.block_size)  # first token of the window
         self.cache = model.new_cache() if use_cache else None
@@ -155,8 +157,7 @@ class ContextFeeder:
     def _advance_window(self) -> None:
         n = self.seq.size(1)
         if n - self.ctx_start > self.block_size:
-            keep = self.block_size if self.relative else self.block_size // 2
-            self.ctx_start = n - max(1, keep)
+            self.ctx_start = n - self.keep
 
     @torch.no_grad()
     def logits(self) -> torch.Tensor:
@@ -165,13 +166,9 @@ class ContextFeeder:
         n = self.seq.size(1)
         if self.cache is None:
             return self.model(self.seq[:, self.ctx_start : n])[:, -1]
-        if self.ctx_start > self.cache_start:
-            if self.relative:
-                self.cache.roll(self.ctx_start - self.cache_start)
-            else:
-                self.cache.reset()
-                self.cache_end = self.ctx_start
-            self.cache_start = self.ctx_start
+        if self.ctx_start > self.cache_start:  # the window moved: prefill it afresh
+            self.cache.reset()
+            self.cache_start = self.cache_end = self.ctx_start
         new = self.seq[:, self.cache_end : n]
         self.cache_end = n
         return self.model(new, cache=self.cache)[:, -1]
@@ -196,13 +193,14 @@ def stream_tokens(
     cfg: SamplingConfig,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    keep: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every row (B,), one step at a time, for `max_new_tokens` steps."""
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if ids.size(1) == 0:
         raise ConfigError("the prompt is empty; give at least one character")
-    feeder = ContextFeeder(model, ids, use_cache)
+    feeder = ContextFeeder(model, ids, use_cache, keep)
     for _ in range(max_new_tokens):
         logits = process_logits(feeder.logits(), cfg, feeder.seq)
         nxt = pick_next(logits, cfg, generator)
@@ -218,10 +216,11 @@ def generate(
     cfg: SamplingConfig | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    keep: int | None = None,
 ) -> torch.Tensor:
     """Prompt ids (B, T0) -> ids (B, T0 + max_new_tokens)."""
     cfg = cfg or SamplingConfig()
-    new = list(stream_tokens(model, ids, max_new_tokens, cfg, use_cache, generator))
+    new = list(stream_tokens(model, ids, max_new_tokens, cfg, use_cache, generator, keep))
     return torch.cat([ids, torch.stack(new, dim=1)], dim=1) if new else ids
 
 
@@ -243,6 +242,7 @@ def beam_search(
     length_penalty: float = 1.0,
     use_cache: bool = True,
     is_finished: Callable[[torch.Tensor], bool] | None = None,
+    keep: int | None = None,
 ) -> list[Beam]:
     """Keep the `num_beams` continuations of highest total log-probability; return them best first.
 
@@ -256,14 +256,14 @@ def beam_search(
     if ids.size(0) != 1:
         raise ConfigError("beam search takes one prompt at a time")
     prompt_len = ids.size(1)
-    feeder = ContextFeeder(model, ids, use_cache)
+    feeder = ContextFeeder(model, ids, use_cache, keep)
     scores = torch.zeros(1, device=ids.device)  # total log-prob of each live beam
     finished: list[Beam] = []
 
     def normalised(logprob: float, length: int) -> float:
         return logprob / (max(length, 1) ** length_penalty)
 
-    for step in range(max_new_tokens):
+    for _ in range(max_new_tokens):
         logp = F.log_softmax(feeder.logits().float(), dim=-1)  # (beams, V)
         V = logp.size(-1)
         candidates = (scores[:, None] + logp).view(-1)
@@ -286,10 +286,14 @@ def beam_search(
         feeder.reorder(index)
         feeder.append(torch.tensor(keep_tokens, device=ids.device))
         scores = torch.tensor(keep_scores, device=ids.device)
-    live = [
-        Beam(feeder.seq[i, prompt_len:], float(s), normalised(float(s), feeder.seq.size(1) - prompt_len))
-        for i, s in enumerate(scores.tolist())
-    ] if len(finished) < num_beams else []
+    live = (
+        [
+            Beam(feeder.seq[i, prompt_len:], float(s), normalised(float(s), feeder.seq.size(1) - prompt_len))
+            for i, s in enumerate(scores.tolist())
+        ]
+        if len(finished) < num_beams
+        else []
+    )
     return sorted(finished + live, key=lambda b: b.score, reverse=True)[:num_beams]
 
 

@@ -63,14 +63,25 @@ def train(cfg: DictConfig) -> dict:
     module = build_module(cfg, datamodule.tokenizer.chars)
     log.info(
         "model: %s parameters (%d layers, %d heads, %d wide, block %d, %s positions), vocab %d",
-        f"{module.model.num_params():,}", module.config.n_layer, module.config.n_head,
-        module.config.n_embd, module.config.block_size, module.config.pos_encoding, module.config.vocab_size,
+        f"{module.model.num_params():,}",
+        module.config.n_layer,
+        module.config.n_head,
+        module.config.n_embd,
+        module.config.block_size,
+        module.config.pos_encoding,
+        module.config.vocab_size,
     )
 
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     best_ckpt = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min",
-        save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val/loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
     )
     callbacks = [best_ckpt, HParamsSummary(module.hparams.run_config)]
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -105,7 +116,10 @@ def finish(cfg: DictConfig, module: LitGPT, run_dir: Path, summary: dict, logger
         prompt = sample_cfg.get("prompt") or "\n"
         ids = torch.tensor([tok.encode(prompt, unknown="skip") or [0]], device=module.device)
         out = generate(
-            model, ids, sample_cfg.max_new_tokens, SamplingConfig(temperature=sample_cfg.temperature),
+            model,
+            ids,
+            sample_cfg.max_new_tokens,
+            SamplingConfig(temperature=sample_cfg.temperature),
             generator=make_generator(cfg.seed, module.device),
         )
         text = tok.decode(out[0].tolist())

@@ -1,0 +1,90 @@
+"""Shared fixtures: the real corpus (seeded from ../shared or data/), composed configs, a tiny
+trained checkpoint. Tests train real tiny models on real text; nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+CORPUS_CANDIDATES = (
+    ROOT / "data" / "tinyshakespeare" / "input.txt",
+    ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt",
+)
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def find_corpus() -> Path | None:
+    env = os.environ.get("MINIGPT_SHAKESPEARE")
+    for path in ([Path(env)] if env else []) + list(CORPUS_CANDIDATES):
+        if path.is_file():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def shakespeare() -> Path:
+    """The real Tiny Shakespeare file; tests that need it skip with a reason when it is absent."""
+    path = find_corpus()
+    if path is None:
+        pytest.skip("Tiny Shakespeare not found: run `make train` once or set MINIGPT_SHAKESPEARE")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_corpus(shakespeare: Path, tmp_path_factory) -> Path:
+    """The first 30,000 characters of Tiny Shakespeare: real text, fast to train on."""
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    path.write_text(shakespeare.read_text()[:30_000])
+    return path
+
+
+def compose_train(*overrides: str) -> DictConfig:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("train", overrides=list(overrides))
+
+
+QUIET = (
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "sample.max_new_tokens=0",
+)
+
+
+def train_cfg(run_dir: Path, corpus: Path, *overrides: str) -> DictConfig:
+    """A training config writing into `run_dir`, on `corpus`, quiet, with `overrides` applied."""
+    cfg = compose_train("model=tiny", f"data.path={corpus}", *QUIET, *overrides)
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+    return cfg
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run an entry point (`train.py`, `generate.py`) in a fresh interpreter."""
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **env}
+    full_env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_corpus: Path, tmp_path_factory) -> dict:
+    """One real training run of the tiny model (a few seconds), shared by the tests that need
+    a checkpoint."""
+    from minigpt.training import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    cfg = train_cfg(
+        run_dir, small_corpus, "trainer.max_steps=60", "trainer.val_check_interval=30", "sample.max_new_tokens=50"
+    )
+    return train(cfg)

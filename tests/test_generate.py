@@ -1,0 +1,120 @@
+"""generate.py from the command line: every strategy runs, bad input gets one clear line."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, run_cli
+
+
+def gen(tiny_run, *args, **kw):
+    return run_cli(str(ROOT / "generate.py"), f"ckpt={tiny_run['last_ckpt']}", *args, **kw)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["temperature=0"],
+        ["top_k=5", "seed=1"],
+        ["top_p=0.9", "seed=1"],
+        ["min_p=0.1", "seed=1"],
+        ["typical_p=0.9", "seed=1"],
+        ["repetition_penalty=1.3", "seed=1"],
+        ["num_beams=3", "num_samples=2"],
+        ["num_samples=3", "seed=2"],
+        ["use_cache=false", "seed=1"],
+    ],
+)
+def test_every_strategy_runs_from_the_command_line(tiny_run, args):
+    result = gen(tiny_run, "prompt=ROMEO:", "max_new_tokens=30", *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ROMEO:") == max([2 if "num_samples=2" in args else 3 if "num_samples=3" in args else 1])
+
+
+def test_same_seed_same_text_and_stop_strings(tiny_run, tmp_path):
+    a = gen(tiny_run, "max_new_tokens=80", "seed=5").stdout
+    b = gen(tiny_run, "max_new_tokens=80", "seed=5").stdout
+    assert a == b
+    stopped = gen(tiny_run, "max_new_tokens=300", "seed=5", "prompt=A", "stop=[e]").stdout
+    assert stopped.endswith("e\n") and stopped.count("e") == 1
+    prompt_file = tmp_path / "p.txt"
+    prompt_file.write_text("First Citizen:\n")
+    out = gen(tiny_run, f"prompt_file={prompt_file}", "max_new_tokens=5", "temperature=0").stdout
+    assert out.startswith("First Citizen:\n")
+
+
+def test_interactive_mode_reads_prompts_until_an_empty_line(tiny_run):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "generate.py"),
+            f"ckpt={tiny_run['last_ckpt']}",
+            "interactive=true",
+            "max_new_tokens=10",
+            "temperature=0",
+        ],
+        input="ROMEO:\nJULIET:\n\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ROMEO:") == 1 and result.stdout.count("JULIET:") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prompt='ROMEO:é€'"], "2 character(s) outside the model's vocabulary: 'é' '€'"),
+        (["top_p=1.5"], "top_p must be in (0, 1]"),
+        (["top_p=0"], "top_p must be in (0, 1]"),
+        (["temperature=-0.5"], "temperature must be >= 0"),
+        (["max_new_tokens=-3"], "max_new_tokens must be an integer >= 0"),
+        (["device=cuda:7"] if not torch.cuda.is_available() else ["device=nope"], "device"),
+    ],
+)
+def test_bad_generation_input_prints_one_clear_line(tiny_run, args, message):
+    result = gen(tiny_run, *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_checkpoints_print_one_clear_line(tmp_path, tiny_run):
+    not_ckpt = tmp_path / "notes.txt"
+    not_ckpt.write_text("hello")
+    truncated = tmp_path / "truncated.ckpt"
+    data = Path(tiny_run["last_ckpt"]).read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    cases = [
+        ([], "ckpt is required"),
+        ([f"ckpt={tmp_path / 'missing.ckpt'}"], "does not exist"),
+        ([f"ckpt={not_ckpt}"], "is corrupt or truncated"),
+        ([f"ckpt={truncated}"], "is corrupt or truncated"),
+        ([f"ckpt={tmp_path}"], "is a directory"),
+    ]
+    for args, message in cases:
+        result = run_cli(str(ROOT / "generate.py"), *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    assert Path(tiny_run["last_ckpt"]).read_bytes() == data  # nothing touched the original
+
+
+def test_crafted_pickle_checkpoint_is_refused_without_running_code(tmp_path):
+    import os
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Payload()}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    result = run_cli(str(ROOT / "generate.py"), f"ckpt={evil}")
+    assert result.returncode == 2
+    assert "refused because loading it could run code" in result.stderr
+    assert not marker.exists()

@@ -1,0 +1,153 @@
+"""The hand-written transformer: causality, manual == fused attention, config validation."""
+
+import math
+
+import pytest
+import torch
+
+from minigpt.errors import ConfigError
+from minigpt.model import GPT, POS_ENCODINGS, GPTConfig, alibi_slopes
+
+V = 11
+
+
+def make(pos="learned", impl="manual", **kw) -> GPT:
+    torch.manual_seed(0)
+    shape = {"block_size": 16, "n_layer": 2, "n_head": 2, "n_embd": 16} | kw
+    cfg = GPTConfig(vocab_size=V, pos_encoding=pos, attn_impl=impl, **shape)
+    return GPT(cfg).eval()
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("pos", POS_ENCODINGS)
+def test_future_tokens_do_not_change_past_logits(pos, impl):
+    model = make(pos, impl)
+    x = torch.randint(V, (2, 16))
+    for t in (0, 7, 14):
+        y = x.clone()
+        y[:, t + 1 :] = (y[:, t + 1 :] + 1 + torch.randint(V - 1, y[:, t + 1 :].shape)) % V  # change all later tokens
+        assert not torch.equal(x[:, t + 1 :], y[:, t + 1 :])
+        a, b = model(x), model(y)
+        torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-6)
+        assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :])  # and the future does see them
+
+
+@pytest.mark.parametrize("pos", POS_ENCODINGS)
+@pytest.mark.parametrize("variant", [{}, {"scale_attn": False}, {"norm": "rmsnorm", "qk_norm": True}, {"n_head": 1}])
+def test_manual_and_sdpa_agree_in_values_and_gradients(pos, variant):
+    x = torch.randint(V, (3, 16))
+    outs, grads = [], []
+    for impl in ("manual", "sdpa"):
+        model = make(pos, impl, **variant).train()  # dropout 0: training mode is deterministic
+        logits = model(x)
+        logits.square().mean().backward()
+        outs.append(logits)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("pos", ["learned", "alibi"])
+def test_manual_and_sdpa_agree_with_dropout_configured_in_eval(pos):
+    x = torch.randint(V, (2, 16))
+    a = make(pos, "manual", dropout=0.3).eval()(x)
+    b = make(pos, "sdpa", dropout=0.3).eval()(x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_is_active_in_training_only():
+    model = make("learned", "manual", dropout=0.5)
+    x = torch.randint(V, (2, 16))
+    model.train()
+    assert not torch.allclose(model(x), model(x))
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+
+
+@pytest.mark.parametrize("pos", POS_ENCODINGS)
+def test_attention_weights_are_causal_distributions(pos):
+    model = make(pos, "sdpa")
+    logits, weights = model.forward_with_attention(torch.randint(V, (2, 12)))
+    assert logits.shape == (2, 12, V)
+    assert len(weights) == 2
+    for w in weights:
+        assert w.shape == (2, 2, 12, 12)
+        torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 12))
+        assert torch.all(w.triu(diagonal=1) == 0)
+
+
+def test_forward_with_attention_matches_forward():
+    model = make("rope", "sdpa")
+    x = torch.randint(V, (2, 12))
+    torch.testing.assert_close(model.forward_with_attention(x)[0], model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_position_encodings_make_order_matter_except_none():
+    x = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
+    perm = torch.cat([x[:, :5].flip(1), x[:, 5:]], dim=1)  # same tokens before position 9, other order
+    for pos in POS_ENCODINGS:
+        model = make(pos, n_layer=1)
+        with torch.no_grad():  # sharpen attention; at init scores are near zero and softmax near uniform
+            for p in model.parameters():
+                p.mul_(8.0 if p.dim() > 1 else 1.0)
+        diff = (model(x)[:, -1] - model(perm)[:, -1]).abs().max().item()
+        # in one layer without positions the last token attends to an unordered set of tokens
+        if pos == "none":
+            assert diff < 1e-6
+        else:
+            assert diff > 1e-3, pos
+
+
+def test_weight_tying_and_gpt2_init():
+    model = make()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    untied = make(tie_weights=False)
+    assert untied.lm_head.weight is not untied.transformer.wte.weight
+    big = GPT(GPTConfig(vocab_size=V, n_layer=8, n_embd=256, n_head=4))
+    proj = big.transformer.h[0].attn.c_proj.weight.std().item()
+    fc = big.transformer.h[0].mlp.c_fc.weight.std().item()
+    assert abs(fc - 0.02) < 0.002
+    assert abs(proj - 0.02 / math.sqrt(16)) < 0.001  # residual projections scaled by 1/sqrt(2 n_layer)
+
+
+def test_ablations_change_the_network():
+    x = torch.randint(V, (1, 8))
+    base = make()(x)
+    for kw in ({"residual": False}, {"norm": "none"}, {"scale_attn": False}, {"activation": "relu2"}):
+        assert not torch.allclose(make(**kw)(x), base), kw
+    assert isinstance(make(norm="none").transformer.ln_f, torch.nn.Identity)
+    assert make(bias=False).transformer.h[0].attn.c_attn.bias is None
+
+
+def test_alibi_slopes_follow_the_paper():
+    torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
+    assert len(alibi_slopes(6)) == 6 and torch.all(alibi_slopes(6) > 0)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"n_embd": 130, "n_head": 4}, "not divisible"),
+        ({"pos_encoding": "xpos"}, "pos_encoding='xpos' is unknown"),
+        ({"attn_impl": "flash"}, "attn_impl"),
+        ({"norm": "batchnorm"}, "norm"),
+        ({"n_layer": 0}, "n_layer must be positive"),
+        ({"n_layer": "abc"}, "n_layer must be an integer"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"residual": "yes"}, "residual must be true or false"),
+        ({"pos_encoding": "rope", "n_embd": 12, "n_head": 4}, "even head size"),
+    ],
+)
+def test_invalid_configs_raise_one_clear_error(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        GPTConfig(vocab_size=V, **kw)
+
+
+def test_unknown_config_keys_are_rejected():
+    with pytest.raises(ConfigError, match="unknown model option"):
+        GPTConfig.from_dict({"vocab_size": V, "n_layers": 3})
+
+
+def test_sequence_longer_than_block_size_is_refused():
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        make()(torch.zeros(1, 17, dtype=torch.long))

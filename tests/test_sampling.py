@@ -1,0 +1,201 @@
+"""Decoding: the KV cache is exact, and each strategy does what its definition says."""
+
+import math
+
+import pytest
+import torch
+
+from minigpt.errors import ConfigError
+from minigpt.model import GPT, POS_ENCODINGS, GPTConfig
+from minigpt.sampling import (
+    ContextFeeder,
+    SamplingConfig,
+    apply_repetition_penalty,
+    beam_search,
+    filter_min_p,
+    filter_top_k,
+    filter_top_p,
+    filter_typical,
+    generate,
+    make_generator,
+    stop_index,
+)
+
+V = 13
+
+
+def make(pos="learned", impl="sdpa", block=16) -> GPT:
+    torch.manual_seed(1)
+    cfg = GPTConfig(vocab_size=V, block_size=block, n_layer=2, n_head=2, n_embd=16, pos_encoding=pos, attn_impl=impl)
+    model = GPT(cfg).eval()
+    with torch.no_grad():  # larger weights than the init: sharper, more position-dependent logits
+        for p in model.parameters():
+            p.mul_(8.0 if p.dim() > 1 else 1.0)
+    return model
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("pos", POS_ENCODINGS)
+def test_cached_logits_equal_full_recompute_past_the_window(pos, impl):
+    """Teacher-forced: the same 40 tokens (2.5 windows) fed both ways give the same logits."""
+    model = make(pos, impl)
+    seq = torch.randint(V, (2, 40))
+    cached, full = ContextFeeder(model, seq[:, :5], True), ContextFeeder(model, seq[:, :5], False)
+    for t in range(5, 40):
+        torch.testing.assert_close(cached.logits(), full.logits(), rtol=1e-4, atol=1e-4)
+        cached.append(seq[:, t])
+        full.append(seq[:, t])
+
+
+@pytest.mark.parametrize("pos", POS_ENCODINGS)
+def test_cached_greedy_equals_full_recompute_token_for_token(pos):
+    model = make(pos)
+    prompt = torch.randint(V, (1, 3))
+    a = generate(model, prompt, 45, SamplingConfig(temperature=0), use_cache=True)
+    b = generate(model, prompt, 45, SamplingConfig(temperature=0), use_cache=False)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("pos", POS_ENCODINGS)
+def test_keep_block_size_is_nanogpts_sliding_window(pos):
+    """keep=block_size conditions every step on exactly the last block_size tokens."""
+    model = make(pos)
+    seq = torch.randint(V, (1, 30))
+    feeder = ContextFeeder(model, seq[:, :20], use_cache=True, keep=16)
+    for t in range(20, 30):
+        torch.testing.assert_close(feeder.logits(), model(seq[:, t - 16 : t])[:, -1], rtol=1e-4, atol=1e-4)
+        feeder.append(seq[:, t])
+
+
+def test_default_window_restarts_from_the_last_half_block():
+    model = make("learned")
+    seq = torch.randint(V, (1, 30))
+    feeder = ContextFeeder(model, seq[:, :16], use_cache=True)
+    feeder.logits()
+    feeder.append(seq[:, 16])  # 17 tokens: the window overflows and restarts from the last 8
+    torch.testing.assert_close(feeder.logits(), model(seq[:, 9:17])[:, -1], rtol=1e-4, atol=1e-4)
+    for t in range(17, 25):  # then it grows again, one cached token at a time
+        feeder.append(seq[:, t])
+        torch.testing.assert_close(feeder.logits(), model(seq[:, 9 : t + 1])[:, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_prompt_longer_than_the_block_is_cropped_to_its_end():
+    model = make("learned")
+    long_prompt = torch.randint(V, (1, 50))
+    out = generate(model, long_prompt, 1, SamplingConfig(temperature=0))
+    assert out[0, -1] == model(long_prompt[:, -16:])[0, -1].argmax()
+
+
+def test_greedy_equals_top_k_1_equals_beam_width_1():
+    model = make("rope")
+    prompt = torch.randint(V, (1, 4))
+    greedy = generate(model, prompt, 30, SamplingConfig(temperature=0))
+    top1 = generate(model, prompt, 30, SamplingConfig(temperature=1.0, top_k=1), generator=make_generator(0))
+    beam = beam_search(model, prompt, 30, num_beams=1)[0]
+    assert torch.equal(greedy, top1)
+    assert torch.equal(greedy[0, 4:], beam.ids)
+
+
+def test_low_temperature_approaches_greedy():
+    model = make("learned")
+    prompt = torch.randint(V, (1, 4))
+    greedy = generate(model, prompt, 30, SamplingConfig(temperature=0))
+    cold = generate(model, prompt, 30, SamplingConfig(temperature=1e-4), generator=make_generator(3))
+    hot = generate(model, prompt.expand(8, -1), 30, SamplingConfig(temperature=5.0), generator=make_generator(3))
+    assert torch.equal(greedy, cold)
+    assert not all(torch.equal(greedy[0], row) for row in hot)
+
+
+def test_same_seed_same_text_and_batched_rows_differ():
+    model = make("alibi")
+    prompt = torch.randint(V, (4, 2))
+    cfg = SamplingConfig(temperature=1.0, top_p=0.95)
+    a = generate(model, prompt, 40, cfg, generator=make_generator(7))
+    b = generate(model, prompt, 40, cfg, generator=make_generator(7))
+    c = generate(model, prompt, 40, cfg, generator=make_generator(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert len({tuple(r.tolist()) for r in a}) > 1
+
+
+def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy():
+    model = make("learned")
+    prompt = torch.randint(V, (1, 3))
+
+    def logprob(seq):
+        logits = model(seq[:, :-1])[0].log_softmax(-1)
+        return sum(logits[t, seq[0, t + 1]].item() for t in range(2, seq.size(1) - 1))
+
+    greedy = generate(model, prompt, 10, SamplingConfig(temperature=0))
+    best = beam_search(model, prompt, 10, num_beams=5, length_penalty=0.0)
+    assert len(best) == 5 and best[0].score >= best[-1].score
+    beam_seq = torch.cat([prompt[0], best[0].ids])[None]
+    assert logprob(beam_seq) >= logprob(greedy) - 1e-4
+    assert math.isclose(best[0].logprob, logprob(beam_seq), rel_tol=1e-3, abs_tol=1e-3)
+    cached = beam_search(model, prompt, 10, num_beams=5, use_cache=True)
+    full = beam_search(model, prompt, 10, num_beams=5, use_cache=False)
+    assert [b.ids.tolist() for b in cached] == [b.ids.tolist() for b in full]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]])
+    logits = probs.log()[:, [3, 0, 4, 2, 1]]  # shuffled so the order is not the index order
+    kept = lambda p: set(torch.isfinite(filter_top_p(logits, p))[0].nonzero().flatten().tolist())  # noqa: E731
+    assert kept(0.5) == {1}  # 0.5 alone reaches 0.5
+    assert kept(0.6) == {1, 4}  # 0.5 + 0.2
+    assert kept(0.85) == {1, 4, 3}  # 0.5 + 0.2 + 0.15 = 0.85
+    assert kept(0.86) == {1, 4, 3, 0}
+    assert kept(1.0) == {0, 1, 2, 3, 4}
+    assert kept(0.01) == {1}  # the most likely token always stays
+
+
+def test_top_k_min_p_typical_and_penalty_on_hand_made_distributions():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    assert torch.isfinite(filter_top_k(logits, 2)).tolist() == [[True, True, False, False]]
+    probs = logits.softmax(-1)
+    kept = torch.isfinite(filter_min_p(logits, 0.3))[0].tolist()
+    assert kept == (probs[0] >= 0.3 * probs[0, 0]).tolist()
+    flat = torch.zeros(1, 4)  # uniform: every token equally typical
+    assert torch.isfinite(filter_typical(flat, 1.0)).all()
+    peaked = torch.tensor([[10.0, 0.0, 0.0, 0.0]])
+    assert torch.isfinite(filter_typical(peaked, 0.5)).tolist() == [[True, False, False, False]]
+    penalised = apply_repetition_penalty(logits, torch.tensor([[0, 3]]), 2.0)
+    assert penalised.tolist() == [[1.0, 1.0, 0.5, -2.0]]
+
+
+def test_repetition_penalty_reduces_repeats():
+    model = make("learned")
+    prompt = torch.randint(V, (1, 4))
+    plain = generate(model, prompt, 40, SamplingConfig(temperature=0))[0, 4:]
+    penal = generate(model, prompt, 40, SamplingConfig(temperature=0, repetition_penalty=3.0))[0, 4:]
+    assert len(set(penal.tolist())) >= len(set(plain.tolist()))
+    assert not torch.equal(plain, penal)
+
+
+def test_stop_index_finds_the_earliest_stop():
+    assert stop_index("ab\n\ncd", ["\n\n"]) == 4
+    assert stop_index("abc:de", ["e", ":"]) == 4
+    assert stop_index("abc", ["x"]) is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_k": 0}, "top_k"),
+        ({"min_p": 2}, "min_p"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+    ],
+)
+def test_invalid_sampling_arguments(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        SamplingConfig(**kw)
+
+
+def test_negative_lengths_and_empty_prompts_are_refused():
+    model = make()
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        generate(model, torch.zeros(1, 2, dtype=torch.long), -1)
+    with pytest.raises(ConfigError, match="empty"):
+        generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
