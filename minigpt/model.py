@@ -188,6 +188,16 @@ class KVCache:
 # --------------------------------------------------------------------------- layers
 
 
+def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
+    """(T, S) booleans, True where query i may attend to key j.
+
+    The T queries are the last T of the S positions, so query i sits at index S-T+i and sees
+    keys j <= S-T+i: a lower-triangular matrix shifted right by the number of cached keys.
+    Everything above that diagonal is the future, which a language model must not see.
+    """
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "layernorm":
         return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
@@ -234,23 +244,23 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs)
         S = k.size(2)
 
-        # query i (absolute index S-T+i among the S keys) may look at keys j <= S-T+i; the
-        # mask is lower triangular, i.e. everything above the shifted diagonal is the future
-        causal = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
         dropout_p = self.attn_dropout.p if self.training else 0.0
-
         if self.cfg.attn_impl == "sdpa" and not need_weights:
-            if alibi is None and T == S:
+            if alibi is None and T == S:  # no cache: the kernel builds the causal mask itself
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=self.scale)
+            elif alibi is None and T == 1:  # one new token may look at every cached one
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=self.scale)
             else:
-                mask = causal if alibi is None else alibi.masked_fill(~causal, float("-inf")).to(q.dtype)
+                mask = causal_mask(T, S, x.device)
+                if alibi is not None:
+                    mask = alibi.masked_fill(~mask, float("-inf")).to(q.dtype)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=self.scale)
             weights = None
         else:
             att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
             if alibi is not None:
                 att = att + alibi  # (nh, T, S): a penalty growing linearly with distance
-            att = att.masked_fill(~causal, float("-inf"))
+            att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
             att = F.softmax(att, dim=-1)
             weights = att
             att = self.attn_dropout(att)
