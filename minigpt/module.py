@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
+from minigpt.budget import TimeBudget
 from minigpt.checkpoint import CHECKPOINT_KEY, FORMAT_VERSION
+from minigpt.errors import TrainingDiverged
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import CharTokenizer
 
@@ -64,6 +66,11 @@ class LitGPT(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
+        if not torch.isfinite(loss):  # stop before the optimizer spreads it into the weights
+            raise TrainingDiverged(
+                f"the training loss is {loss.item()} at step {self.global_step}: training diverged; "
+                f"lower optim.lr or trainer.gradient_clip_val"
+            )
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
@@ -88,16 +95,37 @@ class LitGPT(L.LightningModule):
         self._end_eval("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        # weight decay on matrices (linear and embedding weights) only; biases and norm gains
-        # are 1-D and decaying them towards zero only hurts
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = instantiate(self.hparams.optim)(groups)
+        optimizer = instantiate(self.hparams.optim)(self.param_groups())
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
-        scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=self.trainer.max_steps)
+        make_scheduler = instantiate(self.hparams.scheduler)
+        budget = next((c for c in self.trainer.callbacks if isinstance(c, TimeBudget)), None)
+        if budget is not None:  # the schedule follows the clock and ends when the budget does
+            scheduler = make_scheduler(optimizer, total_steps=self.trainer.max_steps, progress=budget.progress)
+        else:
+            scheduler = make_scheduler(optimizer, total_steps=self.trainer.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameters in three groups, tagged with `kind` for optimizers that treat them apart
+        (MuonAdamW); AdamW and SGD ignore the tag.
+
+        Weight decay applies to matrices only: biases and norm gains are 1-D, and pulling them
+        towards zero only hurts.
+        """
+        hidden, embedding, vector = [], [], []
+        for name, p in self.model.named_parameters():
+            if p.dim() < 2:
+                vector.append(p)
+            elif name.startswith("transformer.h."):
+                hidden.append(p)  # weight matrices inside the blocks
+            else:
+                embedding.append(p)  # token/position embeddings and an untied LM head
+        return [
+            {"params": hidden, "kind": "hidden"},
+            {"params": embedding, "kind": "embedding"},
+            {"params": vector, "kind": "vector", "weight_decay": 0.0},
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # everything generate.py needs, in plain types, independent of Lightning's own keys

@@ -1,0 +1,120 @@
+"""Muon for the transformer's hidden matrices, AdamW for everything else, in one optimizer.
+
+Muon (Keller Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural networks")
+takes the momentum of a weight matrix's gradient and replaces it by the nearest semi-orthogonal
+matrix before applying it, so every direction of the update gets the same step size. The
+orthogonalisation uses a few Newton-Schulz iterations instead of an SVD. Embeddings, the output
+layer and 1-D parameters (biases, norm gains) keep AdamW, as in the original recipe.
+
+`LitGPT.configure_optimizers` tags each parameter group with `kind`: "hidden" (2-D weights
+inside the blocks), "embedding" (token/position embeddings and the LM head) or "vector".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+
+def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Approximately U V^T of g = U S V^T, by a quintic Newton-Schulz iteration.
+
+    Each step maps every singular value s to a*s + b*s^3 + c*s^5. Jordan's coefficients
+    (3.4445, -4.7750, 2.0315) push all singular values in (0, 1] towards ~1 within five steps,
+    fast rather than exactly; after normalising by the Frobenius norm every s is <= 1.
+    """
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.float()
+    transposed = x.size(0) > x.size(1)
+    if transposed:  # iterate on the wide orientation: X X^T is then the smaller matrix
+        x = x.T
+    x = x / (x.norm() + 1e-7)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.T if transposed else x).to(g.dtype)
+
+
+class MuonAdamW(Optimizer):
+    """Muon on groups of kind "hidden", AdamW on the others.
+
+    lr, momentum, nesterov and ns_steps drive Muon; adam_lr, betas, eps drive AdamW. Weight decay
+    is decoupled (multiplied by the group's lr) for both.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        adam_lr: float = 3e-3,
+        betas: tuple[float, float] = (0.9, 0.99),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            adam_lr=adam_lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            kind="hidden",
+        )
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            # a scheduler scales group["lr"]; AdamW groups start from adam_lr instead
+            if group["kind"] != "hidden":
+                group["lr"] = group["adam_lr"]
+            if group["kind"] == "hidden" and any(p.dim() != 2 for p in group["params"]):
+                raise ValueError("Muon groups must hold 2-D weight matrices only")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if wd:
+                    p.mul_(1 - lr * wd)
+                state = self.state[p]
+                if group["kind"] == "hidden":
+                    self._muon(p, state, group)
+                else:
+                    self._adamw(p, state, group)
+        return loss
+
+    @staticmethod
+    def _muon(p: torch.Tensor, state: dict, group: dict) -> None:
+        buf = state.setdefault("momentum_buffer", torch.zeros_like(p))
+        buf.mul_(group["momentum"]).add_(p.grad)
+        g = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+        update = orthogonalize(g, group["ns_steps"])
+        # an orthogonal (rows x cols) matrix has RMS 1/sqrt(max dim); rescale tall matrices so
+        # the per-element update size does not depend on the shape
+        update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
+        p.add_(update, alpha=-group["lr"])
+
+    @staticmethod
+    def _adamw(p: torch.Tensor, state: dict, group: dict) -> None:
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        state["exp_avg"].lerp_(p.grad, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+        bias1 = 1 - beta1 ** state["step"]
+        bias2 = 1 - beta2 ** state["step"]
+        denom = (state["exp_avg_sq"] / bias2).sqrt_().add_(group["eps"])
+        p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / bias1)

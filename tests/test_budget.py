@@ -1,0 +1,38 @@
+"""A wall-clock budget stops training, validates at the end and drives the schedule."""
+
+import math
+
+import pytest
+from conftest import train_cfg
+
+from minigpt.plots import read_scalars
+from minigpt.training import train
+
+
+def test_budget_stops_training_validates_and_ends_the_schedule(tmp_path, small_corpus):
+    cfg = train_cfg(
+        tmp_path,
+        small_corpus,
+        "trainer.max_steps=100000",
+        "trainer.val_check_interval=100000",
+        "scheduler=wsd",
+        "scheduler.warmup_steps=2",
+        "scheduler.decay_fraction=0.5",
+        "+callbacks.time_budget._target_=minigpt.budget.TimeBudget",
+        "+callbacks.time_budget.seconds=3",
+    )
+    summary = train(cfg)
+    assert 10 < summary["steps"] < 100000
+    scalars = read_scalars(tmp_path / "tensorboard")
+    last_step = summary["steps"] - 1
+    assert [s for s, _ in scalars["val/loss"]] == [last_step]  # one validation, at the end
+    assert math.isfinite(summary["best_val_loss"])
+    lrs = [v for _, v in scalars["train/lr"]]
+    assert max(lrs) == pytest.approx(1e-3)  # the stable phase ran at the base lr
+    assert lrs[-1] < 0.25 * max(lrs)  # and the decay had nearly finished when time ran out
+
+
+def test_cpu_90s_recipe_composes_and_runs(tmp_path, small_corpus):
+    cfg = train_cfg(tmp_path, small_corpus, "experiment=cpu_90s", "model.n_layer=1", "callbacks.time_budget.seconds=2")
+    assert cfg.optim._target_ == "minigpt.optim.MuonAdamW" and cfg.model.qk_norm
+    assert train(cfg)["steps"] > 0
