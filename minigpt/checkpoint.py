@@ -101,3 +101,48 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         raise CheckpointError(f"checkpoint {path} does not match its model config: {'; '.join(parts)}")
     model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, path=Path(path), meta=meta)
+
+
+RESUME_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "global_step", CHECKPOINT_KEY)
+
+
+def check_resumable(path: str | Path, vocab: list[str], model_config: dict, weight_names: set[str]) -> dict:
+    """Read `path` safely and check that training can continue from it with this corpus and
+    model; each incompatibility is one `CheckpointError` line. Returns the checkpoint's dict."""
+    ckpt = read_checkpoint(path)
+    missing = [key for key in RESUME_KEYS if key not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} cannot resume training: it lacks {', '.join(missing)}; "
+            f"resume from a last.ckpt written by minigpt's train.py"
+        )
+    meta = ckpt[CHECKPOINT_KEY]
+    theirs = list(meta.get("vocab") or [])
+    if theirs != list(vocab):
+        new = [c for c in vocab if c not in set(theirs)]
+        gone = [c for c in theirs if c not in set(vocab)]
+        detail = "; ".join(
+            part
+            for part in (
+                f"the corpus adds {' '.join(map(repr, new[:10]))}" if new else "",
+                f"the corpus lacks {' '.join(map(repr, gone[:10]))}" if gone else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"checkpoint {path} was trained on a vocabulary of {len(theirs)} characters, the corpus has "
+            f"{len(vocab)} ({detail or 'in another order'}); resume with the same corpus or start a new run"
+        )
+    config = meta.get("model_config") or {}
+    diff = [f"{k}={config.get(k)!r} vs {v!r}" for k, v in model_config.items() if config.get(k) != v]
+    if diff:
+        raise CheckpointError(
+            f"checkpoint {path} holds another model than the config ({', '.join(diff[:4])}: checkpoint vs config); "
+            f"resume with the same model options or start a new run"
+        )
+    stored = set(ckpt["state_dict"])
+    if stored != weight_names:
+        lost, extra = sorted(weight_names - stored), sorted(stored - weight_names)
+        what = f"is missing {len(lost)} weight(s) such as {lost[0]}" if lost else f"has {len(extra)} unknown weight(s)"
+        raise CheckpointError(f"checkpoint {path} {what}; it cannot resume this model")
+    return ckpt

@@ -75,6 +75,7 @@ def quiet_libraries() -> None:
         ".*Checkpoint directory .* exists and is not empty.*",
         ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
         ".*LeafSpec.*",
+        ".*when logging on epoch level in distributed setting.*",  # our epoch metrics are already synced
     ):
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)

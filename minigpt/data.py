@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import hashlib
 import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from minigpt.errors import DataError
 from minigpt.tokenizer import CharTokenizer
@@ -72,25 +75,86 @@ def resolve_corpus(
     return download(url, cached, sha256)
 
 
-def read_corpus(path: Path) -> str:
-    """The corpus as text, with Windows line endings made Unix ones; one clear error per failure."""
+CHUNK_BYTES = 1 << 22  # the corpus is read, checked and encoded 4 MiB at a time
+
+
+def iter_corpus(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+    """The corpus as UTF-8 text in chunks of about `chunk_bytes`, Windows line endings made Unix
+    ones, one clear error per failure. Memory stays bounded however large the file is."""
     if not path.exists():
         raise DataError(f"corpus file {path} does not exist; pass data.path=/path/to/corpus.txt")
     if path.is_dir():
         raise DataError(f"corpus path {path} is a directory; pass the text file inside it as data.path")
-    raw = path.read_bytes()
-    if not raw.strip():
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, carry, seen_text = 0, "", False  # carry: a trailing "\r" whose "\n" is in the next chunk
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(chunk_bytes)
+            final = not raw
+            pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
+            try:
+                text = decoder.decode(raw, final=final)
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"corpus file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                    f"{offset - pending + e.start}); convert it (e.g. iconv -t UTF-8) or pick a text file"
+                ) from None
+            offset += len(raw)
+            text, carry = carry + text, ""
+            if not final and text.endswith("\r"):
+                text, carry = text[:-1], "\r"
+            if "\x00" in text:
+                raise DataError(f"corpus file {path} contains NUL bytes and looks binary; pass a plain text file")
+            text = text.replace("\r\n", "\n")
+            if text:
+                seen_text = seen_text or not text.isspace()
+                yield text
+            if final:
+                break
+    if not seen_text:
         raise DataError(f"corpus file {path} is empty; give a text file with at least a few thousand characters")
+
+
+def read_corpus(path: Path) -> str:
+    """The whole corpus as one string (small files); `iter_corpus` does the reading and checks."""
+    return "".join(iter_corpus(path))
+
+
+def scan_vocabulary(path: Path, chunk_bytes: int = CHUNK_BYTES) -> list[str]:
+    """The sorted set of characters of the corpus, read in chunks."""
+    chars: set[str] = set()
+    for text in iter_corpus(path, chunk_bytes):
+        chars.update(text)
+    return sorted(chars)
+
+
+def encode_corpus(
+    path: Path, tokenizer: CharTokenizer, chunk_bytes: int = CHUNK_BYTES, token_dir: str | None = None
+) -> torch.Tensor:
+    """The corpus as a 1-D tensor of token ids backed by a memory-mapped file: encoded chunk by
+    chunk into a temporary file (1 byte a token when the vocabulary fits, else 4), so a corpus
+    larger than memory trains with bounded RAM. The file is unlinked once mapped."""
+    codepoints = torch.tensor([ord(c) for c in tokenizer.chars], dtype=torch.int32)  # sorted, as chars are
+    dtype = torch.uint8 if tokenizer.vocab_size <= 256 else torch.int32
+    fd, tmp = tempfile.mkstemp(prefix="minigpt-tokens-", suffix=".bin", dir=token_dir)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"corpus file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-            f"convert it (e.g. iconv -t UTF-8) or pick a text file"
-        ) from None
-    if "\x00" in text:
-        raise DataError(f"corpus file {path} contains NUL bytes and looks binary; pass a plain text file")
-    return text.replace("\r\n", "\n")
+        n = 0
+        with os.fdopen(fd, "wb") as out:
+            for text in iter_corpus(path, chunk_bytes):
+                cps = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
+                ids = torch.searchsorted(codepoints, cps).clamp_(max=len(codepoints) - 1)
+                if not torch.equal(codepoints[ids], cps):
+                    unknown = " ".join(repr(c) for c in tokenizer.unknown_chars(text)[:10])
+                    raise DataError(
+                        f"corpus file {path} has characters outside the model's vocabulary ({unknown}); "
+                        f"resume with the corpus the checkpoint was trained on, or start a new run"
+                    )
+                out.write(ids.to(dtype).numpy().tobytes())
+                n += len(ids)
+        return torch.from_file(tmp, shared=False, size=n, dtype=dtype)
+    finally:
+        with contextlib.suppress(OSError):  # the mapping outlives the name on POSIX
+            os.unlink(tmp)
 
 
 class RandomWindows(IterableDataset):
@@ -124,28 +188,46 @@ class RandomWindows(IterableDataset):
         while True:
             g.manual_seed(self.seed * 1_000_003 + step)
             starts = torch.randint(n_starts, (self.batch_size * self.world_size,), generator=g)[lo:hi]
-            window = self.data[starts[:, None] + offsets]  # (B, T+1)
+            window = self.data[starts[:, None] + offsets].long()  # (B, T+1)
             yield window[:, :-1], window[:, 1:]
             step += 1
 
 
 class FixedWindows(Dataset):
-    """Consecutive, non-overlapping windows: every token of the split is predicted exactly once."""
+    """Consecutive, non-overlapping windows: every token of the split is predicted exactly once.
+
+    Windows are sliced on access, so a memory-mapped split is never copied whole.
+    """
 
     def __init__(self, data: torch.Tensor, block_size: int, max_windows: int | None = None) -> None:
         n = (len(data) - 1) // block_size
         starts = torch.arange(n) * block_size
         if max_windows is not None and max_windows < n:  # evenly spaced subset, still deterministic
             starts = starts[torch.linspace(0, n - 1, max_windows).long()]
-        offsets = torch.arange(block_size + 1)
-        self.windows = data[starts[:, None] + offsets]  # (N, T+1)
+        self.data, self.block_size, self.starts = data, block_size, starts
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return len(self.starts)
 
     def __getitem__(self, i: int):
-        w = self.windows[i]
+        start = int(self.starts[i])
+        w = self.data[start : start + self.block_size + 1].long()
         return w[:-1], w[1:]
+
+
+class UnpaddedShards(DistributedSampler):
+    """Rank r of w takes items r, r + w, r + 2w, ... in order. Unlike DistributedSampler it never
+    pads the shards to equal length with repeated items, which the token-weighted validation mean
+    would count twice; being a DistributedSampler, Lightning leaves it in place."""
+
+    def __init__(self, dataset: Dataset, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
 class CharDataModule(L.LightningDataModule):
@@ -165,6 +247,7 @@ class CharDataModule(L.LightningDataModule):
         val_windows: int | None = None,
         seed: int = 1337,
         vocab: list[str] | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -175,6 +258,7 @@ class CharDataModule(L.LightningDataModule):
         self.block_size, self.batch_size, self.eval_batch_size = block_size, batch_size, eval_batch_size
         self.path, self.name, self.cache_dir, self.url, self.sha256 = path, name, cache_dir, url, sha256
         self.val_fraction, self.val_windows, self.seed = val_fraction, val_windows, seed
+        self.chunk_bytes = chunk_bytes
         self.tokenizer = CharTokenizer(vocab) if vocab else None
         self.train_data: torch.Tensor | None = None
         self.val_data: torch.Tensor | None = None
@@ -189,10 +273,15 @@ class CharDataModule(L.LightningDataModule):
         if self.train_data is not None:
             return
         path = self.corpus_path()
-        text = read_corpus(path)
         if self.tokenizer is None:
-            self.tokenizer = CharTokenizer.from_text(text)
-        ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+            chars = scan_vocabulary(path, self.chunk_bytes)
+            if len(chars) < 2:
+                raise DataError(
+                    f"corpus file {path} has a single distinct character ({chars[0]!r}): there is nothing to "
+                    f"learn; give a real text"
+                )
+            self.tokenizer = CharTokenizer(chars)
+        ids = encode_corpus(path, self.tokenizer, self.chunk_bytes)
         n_train = int(len(ids) * (1 - self.val_fraction))
         self.train_data, self.val_data = ids[:n_train], ids[n_train:]
         need = self.block_size + 1
@@ -214,5 +303,6 @@ class CharDataModule(L.LightningDataModule):
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_info()
         windows = FixedWindows(self.val_data, self.block_size, self.val_windows)
-        return DataLoader(windows, batch_size=self.eval_batch_size, shuffle=False)
+        return DataLoader(windows, batch_size=self.eval_batch_size, sampler=UnpaddedShards(windows, rank, world))

@@ -23,3 +23,11 @@ class CheckpointError(MinigptError):
 
 class VocabularyError(MinigptError, ValueError):
     """Text containing characters the model's vocabulary does not have."""
+
+
+class TrainingDiverged(MinigptError):
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunDirError(MinigptError):
+    """A run directory that holds an earlier run, or that cannot be written."""

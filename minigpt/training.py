@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,13 +14,17 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from minigpt.callbacks import HParamsSummary
+from minigpt.checkpoint import check_resumable
+from minigpt.checkpoint_io import SafeCheckpointIO
 from minigpt.cli import quiet_libraries, run_dir_of
-from minigpt.errors import ConfigError
+from minigpt.errors import ConfigError, RunDirError, TrainingDiverged
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
+from minigpt.reliability import GracefulStop, LastCheckpoint, StepSeed
 from minigpt.sampling import SamplingConfig, generate, make_generator
 
 log = logging.getLogger("minigpt")
@@ -47,6 +52,45 @@ def check_trainer_config(cfg: DictConfig) -> None:
             f"trainer.val_check_interval={interval} is larger than trainer.max_steps={steps}: "
             f"the run would never validate; lower it"
         )
+    every = (cfg.get("checkpoint") or {}).get("every_n_steps", 100)
+    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+        raise ConfigError(f"checkpoint.every_n_steps must be a positive integer, got {every!r}")
+    if cfg.get("resume") not in (None, "auto"):
+        raise ConfigError(
+            f"resume={cfg.resume!r} is not an option: pass resume=auto (continue the run directory's "
+            f"checkpoints/last.ckpt when there is one) or ckpt_path=/path/to/last.ckpt"
+        )
+
+
+def resume_path_of(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from: `ckpt_path` if given; with `resume=auto` the run
+    directory's `checkpoints/last.ckpt` when it exists; else None (a fresh run)."""
+    if cfg.get("ckpt_path"):
+        return Path(cfg.ckpt_path).expanduser()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return last if cfg.get("resume") == "auto" and last.is_file() else None
+
+
+def prepare_run_dir(run_dir: Path, resume_from: Path | None) -> None:
+    """Make sure `run_dir` can be written and holds no earlier run's checkpoints, unless this run
+    continues from one of them: nothing already saved is overwritten by a fresh run."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        raise RunDirError(
+            f"run directory {run_dir} cannot be written ({e.strerror or e}); pass run_dir=... "
+            f"(or hydra.run.dir=...) on a writable disk"
+        ) from None
+    ckpt_dir = run_dir / "checkpoints"
+    existing = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    continuing = resume_from is not None and resume_from.resolve().parent == ckpt_dir.resolve()
+    if existing and not continuing:
+        raise RunDirError(
+            f"run directory {run_dir} already holds checkpoints of an earlier run ({', '.join(existing)}); "
+            f"pass resume=auto to continue it, or choose another run_dir / hydra.run.dir"
+        )
 
 
 def train(cfg: DictConfig) -> dict:
@@ -54,6 +98,8 @@ def train(cfg: DictConfig) -> dict:
     quiet_libraries()
     check_trainer_config(cfg)
     run_dir = run_dir_of(cfg)
+    resume_from = resume_path_of(cfg, run_dir)
+    prepare_run_dir(run_dir, resume_from)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -71,6 +117,11 @@ def train(cfg: DictConfig) -> dict:
         module.config.pos_encoding,
         module.config.vocab_size,
     )
+    if resume_from is not None:
+        names = set(module.state_dict())
+        ckpt = check_resumable(resume_from, module.tokenizer.chars, module.config.to_dict(), names)
+        log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
+        del ckpt
 
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     best_ckpt = ModelCheckpoint(
@@ -79,27 +130,50 @@ def train(cfg: DictConfig) -> dict:
         monitor="val/loss",
         mode="min",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    callbacks = [best_ckpt, HParamsSummary(module.hparams.run_config)]
+    last_ckpt = LastCheckpoint(run_dir / "checkpoints", (cfg.get("checkpoint") or {}).get("every_n_steps", 100))
+    stop = GracefulStop()
+    callbacks = [best_ckpt, last_ckpt, stop, StepSeed(cfg.seed)]
+    if rank_zero_only.rank == 0:  # other DDP ranks have no TensorBoard writer
+        callbacks.append(HParamsSummary(module.hparams.run_config))
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        plugins=[SafeCheckpointIO()],
+    )
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except TrainingDiverged as e:
+        kept = last_ckpt.path if last_ckpt.path.is_file() else None
+        raise TrainingDiverged(f"{e}; last good checkpoint: {kept or 'none yet'}") from None
     seconds = time.perf_counter() - start
+    if stop.received:
+        log.warning(
+            "stopped by %s at step %d and saved %s; continue with: python train.py resume=auto run_dir=%s",
+            stop.received,
+            trainer.global_step,
+            last_ckpt.path,
+            run_dir,
+        )
 
     best = best_ckpt.best_model_score
     summary = {
         "best_val_loss": float(best) if best is not None else math.nan,
         "best_val_bpc": float(best) / math.log(2) if best is not None else math.nan,
+        "val_loss": float(trainer.callback_metrics["val/loss"]) if "val/loss" in trainer.callback_metrics else None,
         "steps": trainer.global_step,
+        "stopped_by": stop.received,
         "train_seconds": round(seconds, 1),
         "parameters": module.model.num_params(),
         "best_ckpt": best_ckpt.best_model_path,
-        "last_ckpt": best_ckpt.last_model_path,
+        "last_ckpt": str(last_ckpt.path),
         "run_dir": str(run_dir),
     }
     if trainer.is_global_zero:

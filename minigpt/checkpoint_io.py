@@ -1,0 +1,79 @@
+"""How Lightning writes and reads checkpoint files: atomically, never with non-finite weights,
+and reading with `weights_only=True` (the same safe path as generate.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from minigpt.checkpoint import read_checkpoint
+from minigpt.errors import CheckpointError, TrainingDiverged
+
+
+def non_finite_weights(state_dict: dict[str, Any]) -> list[str]:
+    """Names of floating-point tensors in `state_dict` holding a NaN or an infinity."""
+    return [
+        name
+        for name, t in state_dict.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """`torch.save` to a temporary file in the same folder, fsync, then rename over `path`: a
+    crash or a full disk at any moment leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO with three guarantees: writes are atomic (`atomic_save`), weights
+    with a NaN or an infinity are never written (the last good checkpoint stays), and reading
+    for resume refuses anything that is not plain data (`read_checkpoint`, weights_only=True)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        bad = non_finite_weights(checkpoint.get("state_dict", {}))
+        if bad:
+            step = checkpoint.get("global_step", "?")
+            raise TrainingDiverged(
+                f"the weights are not finite at step {step} ({len(bad)} tensor(s), e.g. {bad[0]}); "
+                f"{Path(path).name} was not written and the previous checkpoint is kept; lower optim.lr"
+            )
+        try:
+            atomic_save(checkpoint, path)
+        except OSError as e:
+            raise CheckpointError(
+                f"could not write checkpoint {path} ({e.strerror or e}); the previous checkpoint is intact; "
+                f"free disk space or pass run_dir=... on a writable disk"
+            ) from None
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        if weights_only is False:
+            raise CheckpointError(f"refusing to load {path} with weights_only=False: checkpoints must be plain data")
+        return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

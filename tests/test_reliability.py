@@ -1,0 +1,200 @@
+"""Reliability: a run killed or stopped at any moment resumes to exactly the weights of an
+uninterrupted one; saves are atomic; divergence stops cleanly; two CPU processes train with DDP."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import QUIET, ROOT, run_cli, train_cfg
+
+from minigpt.checkpoint import load_model, read_checkpoint
+from minigpt.checkpoint_io import SafeCheckpointIO
+from minigpt.data import CharDataModule, FixedWindows
+from minigpt.errors import CheckpointError, TrainingDiverged
+from minigpt.training import train
+
+# dropout on, so that resuming must also reproduce the random state, not only the batches
+RUN = (
+    "model.dropout=0.1",
+    "trainer.max_steps=20",
+    "trainer.val_check_interval=10",
+    "trainer.log_every_n_steps=1",
+    "checkpoint.every_n_steps=5",
+)
+
+
+@pytest.fixture(scope="module")
+def reference(small_corpus, tmp_path_factory) -> dict:
+    """The uninterrupted run every interrupted one is compared with."""
+    return train(train_cfg(tmp_path_factory.mktemp("reference"), small_corpus, *RUN))
+
+
+def weights(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
+    return load_model(ckpt_path).model.state_dict()
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+def start_train_py(run_dir: Path, corpus: Path) -> subprocess.Popen:
+    """train.py in a fresh interpreter, writing into `run_dir` (as `hydra.run.dir`)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("PYTEST_ADDOPTS", None)
+    args = ["model=tiny", f"data.path={corpus}", *QUIET, *RUN, f"hydra.run.dir={run_dir}"]
+    stderr = open(run_dir.parent / "stderr.txt", "w")  # noqa: SIM115 -- closed when the process is waited for
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args], stdout=subprocess.DEVNULL, stderr=stderr, env=env
+    )
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"train.py ended early: {(path.parents[2] / 'stderr.txt').read_text()[-2000:]}"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM", pytest.param("SIGINT", marks=pytest.mark.slow)])
+def test_interrupted_run_resumes_to_the_uninterrupted_weights(sig, reference, small_corpus, tmp_path):
+    """Kill (or stop) train.py mid-run, resume with resume=auto into the same directory: the final
+    weights and validation loss equal those of the run that was never interrupted."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    proc = start_train_py(run_dir, small_corpus)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    wait_for(last, proc)
+    proc.send_signal(getattr(signal, sig))
+    rc = proc.wait(timeout=120)
+    stderr = (tmp_path / "stderr.txt").read_text()
+    stopped_at = read_checkpoint(last)["global_step"]  # readable: never a half-written file
+    assert 5 <= stopped_at < 20, stopped_at
+    if sig == "SIGKILL":
+        assert rc == -signal.SIGKILL
+    else:  # finished the step, saved, exited cleanly, and said how to continue
+        assert rc == 0, stderr[-2000:]
+        log = (run_dir / "train.log").read_text()
+        assert f"received {sig}" in log and "resume=auto" in log
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["stopped_by"] == sig and summary["steps"] == stopped_at
+
+    resumed = train(train_cfg(run_dir, small_corpus, *RUN, "resume=auto"))
+    assert resumed["steps"] == 20
+    assert_same_weights(weights(resumed["last_ckpt"]), weights(reference["last_ckpt"]))
+    assert resumed["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-6)
+    assert resumed["best_val_loss"] == pytest.approx(reference["best_val_loss"], rel=1e-6)
+
+
+def test_same_seed_same_loss_curve(small_corpus, tmp_path):
+    from minigpt.plots import read_scalars
+
+    short = (*RUN, "trainer.max_steps=8", "trainer.val_check_interval=8")
+    curves = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train(train_cfg(tmp_path / name, small_corpus, *short, f"seed={seed}"))
+        curves.append([v for _, v in read_scalars(tmp_path / name / "tensorboard")["train/loss"]])
+    assert len(curves[0]) == 8 and curves[0] == curves[1]  # bit for bit on CPU
+    assert curves[2] != curves[0]  # and the seed does matter
+
+
+def test_checkpoint_writes_are_atomic(tmp_path):
+    path = tmp_path / "last.ckpt"
+    io = SafeCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
+    good = path.read_bytes()
+    # a write that fails half way (an object that cannot be pickled, after a large tensor)
+    with pytest.raises(Exception, match="pickle|Can't|lambda"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(1_000_000)}, "hook": lambda: 0}, path)
+    # non-finite weights are never written
+    with pytest.raises(TrainingDiverged, match="not finite at step 7.*previous checkpoint is kept"):
+        io.save_checkpoint({"state_dict": {"w": torch.tensor([1.0, math.nan])}, "global_step": 7}, path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+    assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+
+
+@pytest.mark.parametrize(("lr", "message"), [("1e6", "weights are not finite at step"), ("1e12", "loss is nan")])
+def test_divergence_stops_with_the_step_and_keeps_a_finite_checkpoint(lr, message, small_corpus, tmp_path):
+    cfg = train_cfg(
+        tmp_path,
+        small_corpus,
+        "optim=sgd",
+        f"optim.lr={lr}",
+        "scheduler.warmup_steps=10",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=20",
+        "checkpoint.every_n_steps=1",
+    )
+    with pytest.raises(TrainingDiverged, match=rf"{message} \d+.*last good checkpoint: .*last.ckpt") as e:
+        train(cfg)
+    step = int(str(e.value).split("at step ")[1].split()[0].rstrip(":"))
+    kept = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert kept["global_step"] <= step
+    assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
+
+
+def test_resume_refuses_a_crafted_pickle_without_running_code(small_corpus, tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Payload()}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    with pytest.raises(CheckpointError, match="refused because loading it could run code"):
+        train(train_cfg(tmp_path / "run", small_corpus, f"ckpt_path={evil}"))
+    with pytest.raises(CheckpointError, match="refused"):
+        SafeCheckpointIO().load_checkpoint(evil)  # the path Lightning itself uses to resume
+    assert not marker.exists()
+
+
+def test_ddp_on_two_cpu_processes(small_corpus, tmp_path):
+    """trainer=ddp: two gloo processes; rank 0 alone writes; validation counts every window once
+    (equal to a single-process evaluation of the same weights); the checkpoint drives generate.py."""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        str(ROOT / "train.py"),
+        "trainer=ddp",
+        "model=tiny",
+        f"data.path={small_corpus}",
+        *QUIET,
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=6",
+        "checkpoint.every_n_steps=3",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 6
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) >= 1
+
+    loaded = load_model(run_dir / "checkpoints" / "last.ckpt")
+    dm = CharDataModule(block_size=loaded.model.config.block_size, path=str(small_corpus), vocab=loaded.tokenizer.chars)
+    dm.setup()
+    windows = FixedWindows(dm.val_data, dm.block_size)
+    assert len(windows) % 2 == 1  # an odd count: a padding sampler would repeat one window
+    x = torch.stack([windows[i][0] for i in range(len(windows))])
+    y = torch.stack([windows[i][1] for i in range(len(windows))])
+    with torch.no_grad():
+        logits = loaded.model(x)
+    single = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()).item()
+    assert summary["val_loss"] == pytest.approx(single, rel=1e-5)
+
+    out = run_cli(str(ROOT / "generate.py"), f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "max_new_tokens=20")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(out.stdout) == 1 + 20 + 1  # "\n" prompt, 20 characters, final newline
