@@ -1,10 +1,37 @@
-"""Lightning callbacks that record a run for TensorBoard."""
+"""Lightning callbacks that record a run for TensorBoard.
+
+`HParamsSummary` is always on; the others are listed in conf/callbacks/default.yaml and can be
+switched off one by one (`~callbacks.attention`) or all together (`callbacks=none`):
+
+- `OptimizationStats`: gradient norm (before clipping), weight norm and update/weight ratio per
+  layer group, every few steps;
+- `TextSamples`: samples at a few temperatures every few validations, and the run's final sample;
+- `AttentionMaps`: attention heatmaps of a fixed validation snippet, per layer and averaged;
+- `EmbeddingProjector`: the character embeddings in TensorBoard's PROJECTOR tab;
+- `LogitHistograms`: histograms of the logits and of the next-character entropy.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+
 import lightning as L
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
+
+from minigpt.diagnose import (
+    attention_maps,
+    entropy,
+    next_token_logits,
+    plot_attention,
+    plot_attention_mean,
+    sample_text,
+    show_char,
+)
+from minigpt.model import GPT
 
 # the scalars TensorBoard's HPARAMS tab shows next to each run's hyperparameters
 HPARAM_METRICS = ("val/loss", "val/ppl", "val/bpc", "hp/best_val_loss")
@@ -39,3 +66,209 @@ class HParamsSummary(L.Callback):
                 writer = logger.experiment._get_file_writer()
                 for summary in hparams(self.params, {m: 0.0 for m in HPARAM_METRICS}):
                     writer.add_summary(summary)
+
+
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the run's TensorBoard logger (None without one, or off rank zero)."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def markdown_code(text: str) -> str:
+    """Text as a Markdown code block, so TensorBoard's TEXT tab keeps its newlines and spaces."""
+    return "    " + text.replace("\n", "\n    ")
+
+
+def layer_groups(model: GPT) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
+    """Parameters by layer group: `embedding` (token and position tables), `layer<i>` (block i),
+    `final_norm`, and `lm_head` when it is not tied to the embedding."""
+    groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {}
+    for name, p in model.named_parameters():
+        if name.startswith("transformer.h."):
+            group = f"layer{name.split('.')[2]}"
+        elif name.startswith(("transformer.wte", "transformer.wpe")):
+            group = "embedding"
+        elif name.startswith("transformer.ln_f"):
+            group = "final_norm"
+        else:
+            group = name.split(".")[0]
+        groups.setdefault(group, []).append((name, p))
+    return groups
+
+
+def _norm(tensors: list[torch.Tensor]) -> float:
+    return math.sqrt(sum(float(t.float().pow(2).sum()) for t in tensors))
+
+
+class OptimizationStats(L.Callback):
+    """Every `every_n_steps` optimizer steps (default: the trainer's log_every_n_steps), per layer
+    group and in total: `grad_norm/*` before clipping, `weight_norm/*`, and `update_ratio/*` =
+    ||w_after - w_before|| / ||w_before||, the relative size of the step (around 1e-3 is healthy
+    for Adam; much larger means a too-high learning rate, much smaller a stalled layer)."""
+
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        self.every_n_steps = every_n_steps
+        self._before: dict[str, list[torch.Tensor]] | None = None
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        return trainer.global_step % (self.every_n_steps or trainer.log_every_n_steps or 1) == 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        # Lightning calls this hook before it clips the gradients
+        self._before = None
+        writer = tensorboard_writer(trainer)
+        if writer is None or not self._due(trainer):
+            return
+        step = trainer.global_step
+        groups = layer_groups(pl_module.model)
+        all_grads, all_weights = [], []
+        for group, params in groups.items():
+            grads = [p.grad for _, p in params if p.grad is not None]
+            weights = [p.detach() for _, p in params]
+            all_grads += grads
+            all_weights += weights
+            if grads:
+                writer.add_scalar(f"grad_norm/{group}", _norm(grads), step)
+            writer.add_scalar(f"weight_norm/{group}", _norm(weights), step)
+        writer.add_scalar("grad_norm/total", _norm(all_grads), step)
+        writer.add_scalar("weight_norm/total", _norm(all_weights), step)
+        self._before = {g: [p.detach().clone() for _, p in params] for g, params in groups.items()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._before is None:
+            return
+        writer = tensorboard_writer(trainer)
+        step = trainer.global_step - 1  # the optimizer has stepped: report it at the step it took
+        deltas, befores = [], []
+        for group, params in layer_groups(pl_module.model).items():
+            before = self._before[group]
+            delta = [p.detach() - b for (_, p), b in zip(params, before)]
+            deltas += delta
+            befores += before
+            writer.add_scalar(f"update_ratio/{group}", _norm(delta) / max(_norm(before), 1e-12), step)
+        writer.add_scalar("update_ratio/total", _norm(deltas) / max(_norm(befores), 1e-12), step)
+        self._before = None
+
+
+class EveryNValidations(L.Callback):
+    """Base of the callbacks that look at the model after validation: they act on the first
+    validation and then on every `every_n_val`-th one (sanity checks excluded)."""
+
+    def __init__(self, every_n_val: int = 4) -> None:
+        if isinstance(every_n_val, bool) or not isinstance(every_n_val, int) or every_n_val < 1:
+            raise ValueError(f"every_n_val must be a positive integer, got {every_n_val!r}")
+        self.every_n_val = every_n_val
+        self.rounds = 0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.rounds += 1
+        writer = tensorboard_writer(trainer)
+        if writer is not None and (self.rounds == 1 or self.rounds % self.every_n_val == 0):
+            self.record(writer, trainer, pl_module, trainer.global_step)
+
+    def record(self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        raise NotImplementedError
+
+
+def validation_ids(trainer: L.Trainer, n: int) -> torch.Tensor | None:
+    """The first `n` token ids of the validation split (fixed, so figures compare across steps)."""
+    data = getattr(trainer.datamodule, "val_data", None)
+    return None if data is None else data[:n].long()
+
+
+class TextSamples(EveryNValidations):
+    """`samples/temperature_<t>`: a sample at each temperature every few validations, seeded, so
+    the same prompt and randomness show how the text improves. At the end of training it writes
+    the run's final sample (`sample/final`) from the `final` settings (train.yaml's `sample`)."""
+
+    def __init__(
+        self,
+        every_n_val: int = 4,
+        temperatures: Sequence[float] = (0.5, 0.8, 1.0),
+        prompt: str = "\n",
+        max_new_tokens: int = 200,
+        final: Mapping | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(every_n_val)
+        self.temperatures = [float(t) for t in temperatures]
+        self.prompt, self.max_new_tokens, self.seed = prompt, max_new_tokens, seed
+        self.final = dict(final or {})
+        self.final_text: str | None = None
+
+    def record(self, writer, trainer, pl_module, step) -> None:
+        for t in self.temperatures:
+            text = sample_text(pl_module.model, pl_module.tokenizer, self.prompt, self.max_new_tokens, t, self.seed)
+            writer.add_text(f"samples/temperature_{t}", markdown_code(text), step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.final_text = final_sample(pl_module, self.final, self.seed)
+        writer = tensorboard_writer(trainer)
+        if self.final_text is not None and writer is not None:
+            writer.add_text("sample/final", markdown_code(self.final_text), trainer.global_step)
+
+
+def final_sample(pl_module: L.LightningModule, settings: Mapping, seed: int | None) -> str | None:
+    """The end-of-run sample that train.yaml's `sample` asks for (None when max_new_tokens is 0)."""
+    n = settings.get("max_new_tokens", 0)
+    if not n:
+        return None
+    return sample_text(
+        pl_module.model, pl_module.tokenizer, settings.get("prompt") or "\n", n, settings.get("temperature", 0.8), seed
+    )
+
+
+class AttentionMaps(EveryNValidations):
+    """`attention/layer<i>` (one panel per head and their mean) and `attention/mean` (averaged
+    over heads, per layer and over all layers) on the first `n_chars` validation characters."""
+
+    def __init__(self, every_n_val: int = 4, n_chars: int | None = None) -> None:
+        super().__init__(every_n_val)
+        self.n_chars = n_chars
+
+    def record(self, writer, trainer, pl_module, step) -> None:
+        ids = validation_ids(trainer, self.n_chars or pl_module.model.config.block_size)
+        if ids is None:
+            return
+        chars = list(pl_module.tokenizer.decode(ids.tolist()))
+        layers = attention_maps(pl_module.model, ids)
+        for i, w in enumerate(layers):
+            writer.add_figure(f"attention/layer{i}", plot_attention(w, chars, f"layer {i}, step {step}"), step)
+        writer.add_figure("attention/mean", plot_attention_mean(layers, chars), step)
+
+
+class EmbeddingProjector(EveryNValidations):
+    """The token embedding table in TensorBoard's PROJECTOR tab, each point labelled with its
+    character (newline and space spelled out)."""
+
+    def record(self, writer, trainer, pl_module, step) -> None:
+        weight = pl_module.model.transformer.wte.weight.detach().float().cpu()
+        labels = [show_char(c) for c in pl_module.tokenizer.chars]
+        writer.add_embedding(weight, metadata=labels, tag="char_embedding", global_step=step)
+
+
+class LogitHistograms(EveryNValidations):
+    """`logits/values` and `logits/entropy` histograms (and `logits/mean_entropy`, nats) over the
+    first `n_windows` validation windows: a collapsing or exploding logit scale shows here."""
+
+    def __init__(self, every_n_val: int = 1, n_windows: int = 8) -> None:
+        super().__init__(every_n_val)
+        self.n_windows = n_windows
+
+    def record(self, writer, trainer, pl_module, step) -> None:
+        T = pl_module.model.config.block_size
+        ids = validation_ids(trainer, self.n_windows * T)
+        if ids is None:
+            return
+        ids = ids[: (ids.numel() // T) * T].view(-1, T)
+        logits = next_token_logits(pl_module.model, ids)  # (n, T, V)
+        ent = entropy(logits)
+        writer.add_histogram("logits/values", logits.flatten(), step)
+        writer.add_histogram("logits/entropy", ent.flatten(), step)
+        writer.add_scalar("logits/mean_entropy", float(ent.mean()), step)

@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from minigpt.callbacks import HParamsSummary
+from minigpt.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.checkpoint import check_resumable
 from minigpt.checkpoint_io import SafeCheckpointIO
 from minigpt.cli import quiet_libraries, run_dir_of
@@ -25,7 +25,6 @@ from minigpt.errors import ConfigError, RunDirError, TrainingDiverged
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
 from minigpt.reliability import GracefulStop, LastCheckpoint, StepSeed
-from minigpt.sampling import SamplingConfig, generate, make_generator
 
 log = logging.getLogger("minigpt")
 
@@ -183,22 +182,12 @@ def train(cfg: DictConfig) -> dict:
 
 def finish(cfg: DictConfig, module: LitGPT, run_dir: Path, summary: dict, logger: TensorBoardLogger) -> None:
     """Write the run's summary, loss curve and a sample from the final model."""
-    sample_cfg = cfg.get("sample") or {}
-    if sample_cfg.get("max_new_tokens", 0) > 0:
-        model = module.model.eval()
-        tok = module.tokenizer
-        prompt = sample_cfg.get("prompt") or "\n"
-        ids = torch.tensor([tok.encode(prompt, unknown="skip") or [0]], device=module.device)
-        out = generate(
-            model,
-            ids,
-            sample_cfg.max_new_tokens,
-            SamplingConfig(temperature=sample_cfg.temperature),
-            generator=make_generator(cfg.seed, module.device),
-        )
-        text = tok.decode(out[0].tolist())
+    # TextSamples wrote the final sample into the run's TensorBoard file before the logger closed;
+    # without that callback (callbacks=none) it is made here, for sample.txt only
+    sampler = next((c for c in module.trainer.callbacks if isinstance(c, TextSamples)), None)
+    text = sampler.final_text if sampler is not None else final_sample(module, cfg.get("sample") or {}, cfg.seed)
+    if text is not None:
         (run_dir / "sample.txt").write_text(text)
-        logger.experiment.add_text("sample/final", "    " + text.replace("\n", "\n    "), module.global_step)
         summary["sample"] = text
     curve = plot_loss_curve(run_dir / "tensorboard", run_dir / "loss_curve.png", title=f"{run_dir.name}")
     summary["loss_curve"] = str(curve) if curve else None

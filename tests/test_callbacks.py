@@ -1,0 +1,135 @@
+"""The TensorBoard callbacks, in a short real training run of the tiny model: every dashboard
+writes its tags into the run's single events file, read back with TensorBoard's own reader."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from conftest import train_cfg
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+CLIP = 1e-3  # a clip far below the real gradient norm: grad_norm/* must be measured before it
+EVERY = 5
+
+
+def events_files(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.fixture(scope="module")
+def callback_run(small_corpus, tmp_path_factory) -> dict:
+    from minigpt.training import train
+
+    run_dir = tmp_path_factory.mktemp("callback_run")
+    cfg = train_cfg(
+        run_dir,
+        small_corpus,
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+        "data.val_windows=4",
+        f"trainer.gradient_clip_val={CLIP}",
+        f"callbacks.optimization.every_n_steps={EVERY}",
+        "callbacks.samples.every_n_val=1",
+        "callbacks.samples.max_new_tokens=10",
+        "callbacks.attention.every_n_val=1",
+        "callbacks.projector.every_n_val=1",
+        "sample.max_new_tokens=30",
+    )
+    summary = train(cfg)
+    files = events_files(run_dir)
+    acc = EventAccumulator(str(files[0]), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0})
+    acc.Reload()
+    vocab = len(set(small_corpus.read_text()))
+    return {"summary": summary, "run_dir": run_dir, "files": files, "acc": acc, "vocab": vocab}
+
+
+def texts(acc: EventAccumulator, tag: str) -> dict[int, str]:
+    return {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(f"{tag}/text_summary")}
+
+
+def test_everything_lands_in_one_events_file_with_the_final_sample(callback_run):
+    assert len(callback_run["files"]) == 1, callback_run["files"]
+    final = texts(callback_run["acc"], "sample/final")
+    sample = (callback_run["run_dir"] / "sample.txt").read_text()
+    assert len(sample) == 31  # "\n" prompt + 30 characters
+    assert list(final) == [20]
+    assert final[20].replace("\n    ", "\n").removeprefix("    ") == sample
+    assert callback_run["summary"]["sample"] == sample
+
+
+def test_optimization_stats_per_layer_group_before_clipping(callback_run):
+    acc = callback_run["acc"]
+    scalars = acc.Tags()["scalars"]
+    groups = ("embedding", "layer0", "layer1", "final_norm", "total")
+    for kind in ("grad_norm", "weight_norm", "update_ratio"):
+        for group in groups:
+            assert f"{kind}/{group}" in scalars, f"{kind}/{group}"
+    grad = {e.step: e.value for e in acc.Scalars("grad_norm/total")}
+    assert sorted(grad) == [0, 5, 10, 15]
+    assert all(v > 10 * CLIP for v in grad.values())  # after clipping it would be <= CLIP
+    # the total is the norm of the group norms
+    for step, total in grad.items():
+        parts = [acc.Scalars(f"grad_norm/{g}") for g in groups[:-1]]
+        by_step = [next(e.value for e in p if e.step == step) for p in parts]
+        assert total == pytest.approx(math.sqrt(sum(v * v for v in by_step)), rel=1e-4)
+    ratios = [e.value for e in acc.Scalars("update_ratio/layer0")]
+    assert len(ratios) == 4 and all(0 < r < 0.1 for r in ratios)
+
+
+def test_text_samples_at_each_temperature(callback_run):
+    acc = callback_run["acc"]
+    for t in (0.5, 0.8, 1.0):
+        samples = texts(acc, f"samples/temperature_{t}")
+        assert sorted(samples) == [10, 20]  # every validation
+        assert all(len(s.replace("\n    ", "\n").removeprefix("    ")) == 11 for s in samples.values())
+
+
+def test_attention_heatmaps_per_layer_and_averaged(callback_run):
+    acc = callback_run["acc"]
+    for tag in ("attention/layer0", "attention/layer1", "attention/mean"):
+        images = acc.Images(tag)
+        assert [i.step for i in images] == [10, 20], tag
+        assert images[0].width > 400 and images[0].height > 150
+        assert images[0].encoded_image_string.startswith(b"\x89PNG")
+
+
+def test_logit_and_entropy_histograms(callback_run):
+    acc = callback_run["acc"]
+    assert {"logits/values", "logits/entropy"} <= set(acc.Tags()["histograms"])
+    entropy = acc.Histograms("logits/entropy")[-1].histogram_value
+    assert entropy.num == 8 * 32  # 8 windows of block_size 32
+    assert 0 < entropy.min <= entropy.max <= math.log(callback_run["vocab"]) + 1e-4
+    assert acc.Histograms("logits/values")[-1].histogram_value.num == 8 * 32 * callback_run["vocab"]
+
+
+def test_character_embeddings_in_the_projector(callback_run):
+    tb = callback_run["run_dir"] / "tensorboard"
+    assert "char_embedding" in (tb / "projector_config.pbtxt").read_text()
+    folders = sorted(p.parent for p in tb.rglob("tensors.tsv"))
+    assert len(folders) == 2  # one per validation
+    rows = (folders[-1] / "tensors.tsv").read_text().splitlines()
+    labels = (folders[-1] / "metadata.tsv").read_text().splitlines()
+    assert len(rows) == len(labels) == callback_run["vocab"] and len(rows[0].split("\t")) == 16
+    assert "\\n" in labels and "·" in labels and "A" in labels
+
+
+def test_callbacks_none_records_no_dashboards_but_keeps_the_sample(small_corpus, tmp_path):
+    from minigpt.training import train
+
+    cfg = train_cfg(
+        tmp_path,
+        small_corpus,
+        "callbacks=none",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=4",
+        "data.val_windows=2",
+        "sample.max_new_tokens=10",
+    )
+    train(cfg)
+    assert len((tmp_path / "sample.txt").read_text()) == 11
+    acc = EventAccumulator(str(events_files(tmp_path)[0]))
+    acc.Reload()
+    assert not any(t.startswith(("grad_norm", "logits")) for t in acc.Tags()["scalars"])
+    assert acc.Tags()["images"] == [] and acc.Tags()["histograms"] == []

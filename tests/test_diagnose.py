@@ -1,0 +1,99 @@
+"""Diagnostics of a tiny trained checkpoint: attention is causal and normalised, the hooked
+residual stream is the model's own, and the command and the notebook produce every figure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import ROOT, run_cli
+from matplotlib.image import imread
+
+from minigpt.checkpoint import load_model
+from minigpt.diagnose import attention_maps, embedding_pca, residual_stream
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
+FIGURES = {
+    "attention_layer0",
+    "attention_layer1",
+    "attention_mean",
+    "residual_norm",
+    "embedding_pca",
+    "logits",
+    "char_loss",
+}
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_run):
+    return load_model(tiny_run["best_ckpt"])
+
+
+@pytest.fixture(scope="module")
+def ids(loaded):
+    return torch.tensor(loaded.tokenizer.encode(TEXT[:32]), dtype=torch.long)
+
+
+def test_attention_rows_sum_to_one_and_nothing_above_the_diagonal(loaded, ids):
+    layers = attention_maps(loaded.model, ids)
+    assert len(layers) == 2
+    for w in layers:
+        assert w.shape == (2, 32, 32)
+        assert torch.allclose(w.sum(-1), torch.ones(2, 32), atol=1e-5)
+        assert (w.triu(diagonal=1) == 0).all()
+        assert (w[:, torch.ones(32, 32, dtype=torch.bool).tril()] > 0).all()  # every visible position gets some
+
+
+def test_residual_stream_is_what_the_model_computes(loaded, ids):
+    states = residual_stream(loaded.model, ids)
+    assert len(states) == 3 and all(s.shape == (32, 16) for s in states)  # embeddings + 2 blocks
+    model = loaded.model
+    with torch.no_grad():
+        logits = model.lm_head(model.transformer.ln_f(states[-1]))
+        assert torch.allclose(logits, model(ids[None])[0], atol=1e-5)
+    assert not model.training  # the hooks are gone and the mode is restored
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+
+
+def test_embedding_pca_explains_the_most_variance_first(loaded):
+    coords, explained = embedding_pca(loaded.model.transformer.wte.weight)
+    assert coords.shape == (loaded.tokenizer.vocab_size, 2)
+    assert 1 >= explained[0] >= explained[1] > 0
+
+
+def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
+    out = tmp_path / "diag"
+    result = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "max_new_tokens=20")
+    assert result.returncode == 0, result.stderr
+    assert {p.stem for p in out.glob("*.png")} == FIGURES
+    height, width, _ = imread(out / "attention_layer0.png").shape  # 2 heads + their mean side by side
+    assert width > 2 * height > 400
+    height, width, _ = imread(out / "embedding_pca.png").shape
+    assert (width, height) == (700, 600)
+    index = (out / "index.md").read_text()
+    assert all(f"]({name}.png)" in index for name in FIGURES)
+    assert [f"### temperature {t}" in index for t in (0.5, 0.8, 1.0, 1.2)] == [True] * 4
+
+    bad = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "text='ROMEO:€'")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "outside the model's vocabulary" in bad.stderr
+
+
+def test_notebook_runs_on_a_checkpoint_and_is_stored_without_outputs(tiny_run, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    path = ROOT / "notebooks" / "diagnostics.ipynb"
+    stored = json.loads(path.read_text())
+    code = [c for c in stored["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), "strip the outputs"
+
+    monkeypatch.setenv("MINIGPT_CKPT", tiny_run["best_ckpt"])
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
+    assert images >= 6
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert tiny_run["best_ckpt"] in printed
