@@ -233,6 +233,8 @@ class AttentionMaps(EveryNValidations):
         self.n_chars = n_chars
 
     def record(self, writer, trainer, pl_module, step) -> None:
+        if not hasattr(pl_module.model, "forward_with_attention"):  # the LSTM baseline has none
+            return
         ids = validation_ids(trainer, self.n_chars or pl_module.model.config.block_size)
         if ids is None:
             return
@@ -248,7 +250,9 @@ class EmbeddingProjector(EveryNValidations):
     character (newline and space spelled out)."""
 
     def record(self, writer, trainer, pl_module, step) -> None:
-        weight = pl_module.model.transformer.wte.weight.detach().float().cpu()
+        model = pl_module.model
+        wte = model.transformer.wte if hasattr(model, "transformer") else model.wte  # GPT or LSTM
+        weight = wte.weight.detach().float().cpu()
         labels = [show_char(c) for c in pl_module.tokenizer.chars]
         writer.add_embedding(weight, metadata=labels, tag="char_embedding", global_step=step)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from minigpt.errors import CheckpointError, ConfigError
-from minigpt.model import GPT, GPTConfig
+from minigpt.architectures import build_model
+from minigpt.model import GPT
 from minigpt.tokenizer import CharTokenizer
 
 CHECKPOINT_KEY = "minigpt"
@@ -76,9 +77,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             f"use the minigpt release that wrote it"
         )
     try:
-        config = GPTConfig.from_dict(meta["model_config"])
+        model = build_model(meta["model_config"])
     except ConfigError as e:
         raise CheckpointError(f"checkpoint {path} has an incompatible model config: {e}") from None
+    config = model.config
     tokenizer = CharTokenizer(meta["vocab"])
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(
@@ -86,7 +88,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             f"but a model for {config.vocab_size}"
         )
     state = {k.removeprefix("model."): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
-    model = GPT(config)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a weight whose shape differs from the config's

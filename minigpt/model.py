@@ -41,6 +41,7 @@ class GPTConfig:
     tie_weights: bool = True  # lm_head shares its matrix with the token embedding
     activation: str = "gelu"  # gelu | relu2 (ReLU squared)
     qk_norm: bool = False  # RMS-normalise queries and keys per head before the dot product
+    swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
@@ -51,7 +52,7 @@ class GPTConfig:
                 raise ConfigError(f"model.{name} must be an integer, got {value!r}")
             if value <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {value}")
-        for name in ("bias", "residual", "scale_attn", "tie_weights", "qk_norm"):
+        for name in ("bias", "residual", "scale_attn", "tie_weights", "qk_norm", "swap_qk"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
@@ -233,6 +234,8 @@ class CausalSelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
+        if self.cfg.swap_qk:  # both are learned linear maps, so this should change nothing
+            q, k = k, q
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)

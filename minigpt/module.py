@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 from minigpt.budget import TimeBudget
 from minigpt.checkpoint import CHECKPOINT_KEY, FORMAT_VERSION
 from minigpt.errors import TrainingDiverged
-from minigpt.model import GPT, GPTConfig
+from minigpt.architectures import arch_of, build_model
 from minigpt.tokenizer import CharTokenizer
 
 LN2 = math.log(2)
@@ -38,8 +38,8 @@ class LitGPT(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.tokenizer = CharTokenizer(vocab)
-        self.config = GPTConfig.from_dict({**model, "vocab_size": self.tokenizer.vocab_size})
-        self.model = GPT(self.config)
+        self.model = build_model({**model, "vocab_size": self.tokenizer.vocab_size})
+        self.config = self.model.config
         # token-weighted mean of the loss over a whole evaluation pass
         self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.best_val_loss = math.inf
@@ -131,7 +131,7 @@ class LitGPT(L.LightningModule):
         # everything generate.py needs, in plain types, independent of Lightning's own keys
         checkpoint[CHECKPOINT_KEY] = {
             "format_version": FORMAT_VERSION,
-            "model_config": self.config.to_dict(),
+            "model_config": {"arch": arch_of(self.model), **self.config.to_dict()},
             "vocab": self.tokenizer.chars,
             "run_config": self.hparams.run_config,
             "best_val_loss": self.best_val_loss,

@@ -151,7 +151,8 @@ class ContextFeeder:
             raise ConfigError(f"window_keep must be between 1 and block_size={self.block_size}, got {keep}")
         self.seq = ids
         self.ctx_start = max(0, ids.size(1) - self.block_size)  # first token of the window
-        self.cache = model.new_cache() if use_cache else None
+        # a model without a KV cache (the LSTM baseline) is always run by full recompute
+        self.cache = model.new_cache() if use_cache and hasattr(model, "new_cache") else None
         self.cache_start = self.cache_end = self.ctx_start  # seq[cache_start:cache_end] is cached
 
     def _advance_window(self) -> None:

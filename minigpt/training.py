@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.checkpoint import check_resumable
 from minigpt.checkpoint_io import SafeCheckpointIO
-from minigpt.cli import quiet_libraries, run_dir_of
+from minigpt.cli import build, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
@@ -102,19 +102,20 @@ def train(cfg: DictConfig) -> dict:
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule.tokenizer.chars)
+    shape = {
+        k: v
+        for k, v in module.config.to_dict().items()
+        if k in ("n_layer", "n_head", "n_embd", "block_size", "pos_encoding", "vocab_size")
+    }
     log.info(
-        "model: %s parameters (%d layers, %d heads, %d wide, block %d, %s positions), vocab %d",
+        "model: %s, %s parameters, %s",
+        type(module.model).__name__,
         f"{module.model.num_params():,}",
-        module.config.n_layer,
-        module.config.n_head,
-        module.config.n_embd,
-        module.config.block_size,
-        module.config.pos_encoding,
-        module.config.vocab_size,
+        ", ".join(f"{k}={v}" for k, v in shape.items()),
     )
     if resume_from is not None:
         names = set(module.state_dict())

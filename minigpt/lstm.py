@@ -1,0 +1,67 @@
+"""A character-level LSTM language model: the recurrent baseline the transformer is compared to.
+
+Same interface as `GPT` (token ids in, logits out, `config`, `num_params`), so the same data,
+LightningModule, logging and sweeps train it: `python train.py model=lstm`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+
+from minigpt.errors import ConfigError
+
+
+@dataclass
+class LSTMConfig:
+    vocab_size: int
+    block_size: int = 64  # training window; the state starts at zero at the start of each window
+    n_layer: int = 2
+    n_embd: int = 256  # embedding and hidden size
+    dropout: float = 0.0
+    tie_weights: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LSTMConfig:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown option(s) for model=lstm: {', '.join(unknown)}")
+        return cls(**d)
+
+
+class LSTMLM(nn.Module):
+    """Embedding -> stacked LSTM -> linear head over the vocabulary."""
+
+    def __init__(self, cfg: LSTMConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.lstm = nn.LSTM(
+            cfg.n_embd, cfg.n_embd, cfg.n_layer, batch_first=True, dropout=cfg.dropout if cfg.n_layer > 1 else 0.0
+        )
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        nn.init.normal_(self.wte.weight, std=0.02)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) for token ids (B, T), starting from a zero state."""
+        h, _ = self.lstm(self.drop(self.wte(idx)))  # (B, T, C)
+        return self.lm_head(self.drop(h))

@@ -1,0 +1,232 @@
+"""Summarise a sweep: python -m minigpt.report outputs/<task>/multiruns/<time> [--out DIR]
+
+Reads every job directory of a Hydra multirun (its overrides, summary.json and TensorBoard
+logs), prints a table, and writes `report.csv` plus plots: validation-loss curves overlaid,
+best validation loss against each swept parameter, and against the parameter count. Jobs that
+failed or are still running appear with their status and whatever they logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+
+from minigpt.plots import read_scalars  # noqa: E402
+
+
+def load_job(job_dir: Path) -> dict:
+    """One job's overrides, status, metrics and validation curve."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    pairs = dict(o.split("=", 1) for o in overrides or [] if "=" in o and not o.startswith("hydra."))
+    curve = read_scalars(job_dir / "tensorboard").get("val/loss", []) if (job_dir / "tensorboard").is_dir() else []
+    summary_file = job_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    best = summary.get("best_val_loss")
+    if best is None and curve:
+        best = min(v for _, v in curve)
+    if summary:
+        status = "ok" if best is not None and math.isfinite(best) else "diverged"
+    else:
+        status = "failed/incomplete"
+    return {
+        "job": job_dir.name,
+        "overrides": {k.lstrip("+~"): v for k, v in pairs.items()},
+        "status": status,
+        "best_val_loss": best,
+        "steps": summary.get("steps", curve[-1][0] + 1 if curve else None),
+        "parameters": summary.get("parameters"),
+        "train_seconds": summary.get("train_seconds"),
+        "curve": curve,
+    }
+
+
+def find_jobs(sweep_dir: Path) -> list[dict]:
+    dirs = [d for d in sweep_dir.iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
+    return [load_job(d) for d in sorted(dirs, key=lambda d: (len(d.name), d.name))]
+
+
+def swept_keys(jobs: list[dict]) -> list[str]:
+    """Override keys whose value differs between jobs (or the only overrides of a 1-job sweep)."""
+    keys: list[str] = []
+    for job in jobs:
+        keys += [k for k in job["overrides"] if k not in keys]
+    varying = [k for k in keys if len({job["overrides"].get(k) for job in jobs}) > 1]
+    return varying or keys
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def label(job: dict, keys: list[str]) -> str:
+    return ", ".join(f"{k}={job['overrides'].get(k, '-')}" for k in keys) or job["job"]
+
+
+def write_csv(jobs: list[dict], keys: list[str], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["job", *keys, "status", "best_val_loss", "best_val_bpc", "steps", "parameters", "train_seconds"]
+        )
+        for j in jobs:
+            loss = j["best_val_loss"]
+            bpc = loss / math.log(2) if loss is not None and math.isfinite(loss) else None
+            writer.writerow(
+                [
+                    j["job"],
+                    *(j["overrides"].get(k, "") for k in keys),
+                    j["status"],
+                    loss,
+                    bpc,
+                    j["steps"],
+                    j["parameters"],
+                    j["train_seconds"],
+                ]
+            )
+
+
+def print_table(jobs: list[dict], keys: list[str], out=None) -> None:
+    out = out or sys.stdout
+    rows = [["job", *keys, "status", "val loss", "bpc", "steps", "params"]]
+    for j in jobs:
+        loss = j["best_val_loss"]
+        finite = loss is not None and math.isfinite(loss)
+        rows.append(
+            [
+                j["job"],
+                *(str(j["overrides"].get(k, "")) for k in keys),
+                j["status"],
+                f"{loss:.4f}" if finite else str(loss),
+                f"{loss / math.log(2):.3f}" if finite else "-",
+                str(j["steps"] or "-"),
+                f"{j['parameters']:,}" if j["parameters"] else "-",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), file=out)
+        if n == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+
+
+def plot_curves(jobs: list[dict], keys: list[str], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    for j in jobs:
+        if j["curve"]:
+            steps, values = zip(*j["curve"])
+            ax.plot(
+                steps,
+                values,
+                "o-",
+                ms=2.5,
+                lw=1.2,
+                label=f"{label(j, keys)} ({j['status']})" if j["status"] != "ok" else label(j, keys),
+            )
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (nats/char)")
+    ax.set_title("validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_vs(jobs: list[dict], xs: list, xlabel: str, path: Path, log_x: bool = False) -> None:
+    """Best validation loss against one quantity per job; categorical when it is not numeric."""
+    points = [
+        (x, j["best_val_loss"])
+        for x, j in zip(xs, jobs)
+        if x is not None and j["best_val_loss"] is not None and math.isfinite(j["best_val_loss"])
+    ]
+    if not points:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    numeric = all(isinstance(x, (int, float)) for x, _ in points)
+    if numeric:
+        points.sort()
+        ax.plot([x for x, _ in points], [y for _, y in points], "o-")
+        if log_x:
+            ax.set_xscale("log")
+    else:
+        ax.bar([str(x) for x, _ in points], [y for _, y in points])
+        ax.set_ylim(min(y for _, y in points) * 0.95, max(y for _, y in points) * 1.02)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    for x, y in points:
+        ax.annotate(
+            f"{y:.3f}",
+            (x if numeric else str(x), y),
+            textcoords="offset points",
+            xytext=(0, 4),
+            ha="center",
+            fontsize=7,
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("best validation loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def report(sweep_dir: str | Path, out_dir: str | Path | None = None, out=None) -> dict:
+    """Write report.csv and the plots for `sweep_dir`; return what was written."""
+    out = out or sys.stdout
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise SystemExit(
+            f"error: {sweep_dir} is not a directory; pass a multirun folder such as outputs/<task>/multiruns/<time>"
+        )
+    jobs = find_jobs(sweep_dir)
+    if not jobs:
+        raise SystemExit(f"error: no Hydra jobs (folders with .hydra/) under {sweep_dir}")
+    out_dir = Path(out_dir) if out_dir else sweep_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = swept_keys(jobs)
+    written = {"csv": out_dir / "report.csv", "curves": out_dir / "val_loss_curves.png"}
+    write_csv(jobs, keys, written["csv"])
+    plot_curves(jobs, keys, written["curves"])
+    for key in keys:
+        values = [j["overrides"].get(key) for j in jobs]
+        numbers = [_number(v) for v in values]
+        xs = numbers if all(n is not None for n in numbers) else values
+        path = out_dir / f"loss_vs_{key.replace('/', '_')}.png"
+        positive = all(isinstance(x, float) and x > 0 for x in xs)
+        plot_vs(jobs, xs, key, path, log_x=positive and max(xs) / min(xs) >= 100)
+        if path.exists():
+            written[f"vs_{key}"] = path
+    if any(j["parameters"] for j in jobs):
+        path = out_dir / "loss_vs_parameters.png"
+        plot_vs(jobs, [j["parameters"] for j in jobs], "parameters", path, log_x=True)
+        written["vs_parameters"] = path
+    print_table(jobs, keys, out)
+    print(f"\nwrote {', '.join(str(p) for p in written.values())}", file=out)
+    return {"jobs": jobs, "keys": keys, "files": written}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m minigpt.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("sweep_dir", help="a Hydra multirun folder, e.g. outputs/ablations/multiruns/<time>")
+    p.add_argument("--out", help="where to write report.csv and the plots (default: the sweep folder)")
+    args = p.parse_args(argv)
+    report(args.sweep_dir, args.out)
+
+
+if __name__ == "__main__":
+    main()
