@@ -106,6 +106,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule.tokenizer.chars)
+    if cfg.get("compile"):
+        module.model.compile()  # in place: state_dict names stay those of the plain model
     shape = {
         k: v
         for k, v in module.config.to_dict().items()

@@ -20,6 +20,8 @@ ABLATIONS = sorted(p.stem for p in (ROOT / "conf" / "ablation").glob("*.yaml"))
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_runs(experiment, tmp_path, small_corpus):
+    if experiment.startswith("gpu") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
     cfg = train_cfg(tmp_path, small_corpus, f"experiment={experiment}", "+trainer.fast_dev_run=true")
     cfg.model.n_layer = 1
     assert train(cfg)["steps"] == 1
