@@ -60,6 +60,20 @@ def run_dir_of(cfg: DictConfig) -> Path:
     raise MinigptError("no run directory: pass run_dir=... when calling outside of Hydra")
 
 
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, but a `MinigptError` raised by the target comes out as itself
+    (one clear line) instead of wrapped in Hydra's InstantiationException."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, MinigptError):
+            raise e.__cause__ from None
+        raise
+
+
 def require(cfg: DictConfig, key: str, hint: str) -> Any:
     """The value of a mandatory (`???`) option, or one clear error naming it."""
     if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):

@@ -123,7 +123,7 @@ def test_checkpoint_writes_are_atomic(tmp_path):
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
 
 
-@pytest.mark.parametrize(("lr", "message"), [("1e6", "weights are not finite at step"), ("1e12", "loss is nan")])
+@pytest.mark.parametrize(("lr", "message"), [("1e6", "weights are not finite"), ("1e12", "loss is nan")])
 def test_divergence_stops_with_the_step_and_keeps_a_finite_checkpoint(lr, message, small_corpus, tmp_path):
     cfg = train_cfg(
         tmp_path,
@@ -135,7 +135,7 @@ def test_divergence_stops_with_the_step_and_keeps_a_finite_checkpoint(lr, messag
         "trainer.val_check_interval=20",
         "checkpoint.every_n_steps=1",
     )
-    with pytest.raises(TrainingDiverged, match=rf"{message} \d+.*last good checkpoint: .*last.ckpt") as e:
+    with pytest.raises(TrainingDiverged, match=rf"{message} at step \d+.*last good checkpoint: .*last.ckpt") as e:
         train(cfg)
     step = int(str(e.value).split("at step ")[1].split()[0].rstrip(":"))
     kept = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
@@ -144,8 +144,6 @@ def test_divergence_stops_with_the_step_and_keeps_a_finite_checkpoint(lr, messag
 
 
 def test_resume_refuses_a_crafted_pickle_without_running_code(small_corpus, tmp_path):
-    import pickle
-
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -153,7 +151,7 @@ def test_resume_refuses_a_crafted_pickle_without_running_code(small_corpus, tmp_
             return (os.system, (f"touch {marker}",))
 
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "x": Payload()}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save({"state_dict": {}, "x": Payload()}, evil, pickle_protocol=2)
     with pytest.raises(CheckpointError, match="refused because loading it could run code"):
         train(train_cfg(tmp_path / "run", small_corpus, f"ckpt_path={evil}"))
     with pytest.raises(CheckpointError, match="refused"):
