@@ -3,9 +3,9 @@
 Writes a corpus of --mb megabytes (Tiny Shakespeare repeated, or generated text without it) into
 a temporary folder, then runs the data module's setup on it, which scans the vocabulary and
 encodes the text chunk by chunk into a memory-mapped token file, and draws a few batches. Prints
-the peak resident set size before, after the setup and after the batches, as JSON. Reading the
-whole text into a Python string and a list of ints, as a naive loader does, takes about 30 bytes
-a character.
+the peak resident set size before, after the setup and after the batches, as JSON. Holding the
+whole text, a list of ids and an int64 tensor at once, as a naive loader does, takes about 18
+bytes a character.
 """
 
 from __future__ import annotations
