@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from minigpt.errors import CheckpointError, ConfigError
 from minigpt.architectures import build_model
+from minigpt.errors import CheckpointError, ConfigError
 from minigpt.model import GPT
 from minigpt.tokenizer import CharTokenizer
 
