@@ -116,7 +116,11 @@ def process_logits(logits: torch.Tensor, cfg: SamplingConfig, seen: torch.Tensor
         logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty)
     if cfg.greedy:
         return logits
-    logits = logits / cfg.temperature
+    # shift the maximum to 0 before dividing: softmax is unchanged, and a tiny temperature
+    # (even one that rounds to 0 in float32) then sends the other logits to -inf instead of
+    # overflowing the largest one to inf; the maxima stay 0 rather than 0/0
+    shifted = logits - logits.max(dim=-1, keepdim=True).values
+    logits = torch.where(shifted == 0, 0.0, shifted / cfg.temperature)
     if cfg.top_k is not None:
         logits = filter_top_k(logits, cfg.top_k)
     if cfg.top_p is not None and cfg.top_p < 1.0:
