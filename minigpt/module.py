@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
+from minigpt.architectures import arch_of, build_model
 from minigpt.budget import TimeBudget
 from minigpt.checkpoint import CHECKPOINT_KEY, FORMAT_VERSION
 from minigpt.errors import TrainingDiverged
-from minigpt.architectures import arch_of, build_model
 from minigpt.tokenizer import CharTokenizer
 
 LN2 = math.log(2)

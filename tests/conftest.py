@@ -88,3 +88,19 @@ def tiny_run(small_corpus: Path, tmp_path_factory) -> dict:
         run_dir, small_corpus, "trainer.max_steps=60", "trainer.val_check_interval=30", "sample.max_new_tokens=50"
     )
     return train(cfg)
+
+
+@pytest.fixture
+def evil_checkpoint(tmp_path) -> tuple[Path, Path]:
+    """A .ckpt whose unpickling would run `touch <marker>`: (checkpoint, marker)."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Payload()}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    return evil, marker

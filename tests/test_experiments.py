@@ -28,9 +28,8 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, small_corpus):
 
 
 def test_experiments_declare_their_sweeps():
-    from hydra import compose, initialize_config_dir
-
     from conftest import CONF
+    from hydra import compose, initialize_config_dir
 
     def sweep_params(experiment):
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
@@ -126,7 +125,7 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     assert jobs["2"]["status"] == "ok" and math.isfinite(jobs["2"]["best_val_loss"])
     assert jobs["3"]["status"] == "failed/incomplete" and jobs["3"]["best_val_loss"] is None
     assert rep["keys"] == ["model.n_head"] and "failed/incomplete" in printed
-    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    rows = list(csv.DictReader((tmp_path / "report.csv").read_text().splitlines()))
     assert [r["model.n_head"] for r in rows] == ["2", "3"]
     assert (tmp_path / "val_loss_curves.png").stat().st_size > 5000
     assert (tmp_path / "loss_vs_model.n_head.png").is_file()

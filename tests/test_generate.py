@@ -102,18 +102,8 @@ def test_bad_checkpoints_print_one_clear_line(tmp_path, tiny_run):
     assert Path(tiny_run["last_ckpt"]).read_bytes() == data  # nothing touched the original
 
 
-def test_crafted_pickle_checkpoint_is_refused_without_running_code(tmp_path):
-    import os
-    import pickle
-
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "x": Payload()}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+def test_crafted_pickle_checkpoint_is_refused_without_running_code(evil_checkpoint):
+    evil, marker = evil_checkpoint
     result = run_cli(str(ROOT / "generate.py"), f"ckpt={evil}")
     assert result.returncode == 2
     assert "refused because loading it could run code" in result.stderr

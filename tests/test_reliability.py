@@ -142,15 +142,8 @@ def test_divergence_stops_with_the_step_and_keeps_a_finite_checkpoint(lr, messag
     assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
 
 
-def test_resume_refuses_a_crafted_pickle_without_running_code(small_corpus, tmp_path):
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "x": Payload()}, evil, pickle_protocol=2)
+def test_resume_refuses_a_crafted_pickle_without_running_code(small_corpus, tmp_path, evil_checkpoint):
+    evil, marker = evil_checkpoint
     with pytest.raises(CheckpointError, match="refused because loading it could run code"):
         train(train_cfg(tmp_path / "run", small_corpus, f"ckpt_path={evil}"))
     with pytest.raises(CheckpointError, match="refused"):
