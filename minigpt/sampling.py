@@ -164,7 +164,7 @@ class ContextFeeder:
         if n - self.ctx_start > self.block_size:
             self.ctx_start = n - self.keep
 
-    @torch.no_grad()
+    @torch.inference_mode()  # cheaper than no_grad per call; what it returns is used read-only
     def logits(self) -> torch.Tensor:
         """Next-token logits (B, V) given everything in `seq`."""
         self._advance_window()
