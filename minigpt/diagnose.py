@@ -91,6 +91,20 @@ def residual_stream(model: GPT, ids: torch.Tensor) -> list[torch.Tensor]:
     return states
 
 
+def position_spread(states: list[torch.Tensor]) -> list[float]:
+    """For each residual-stream state (T, C): how far the positions' vectors lie from their
+    mean, relative to their size (mean over t of |x_t - mean x| / mean over t of |x_t|).
+    Near 1 the positions carry different information; 0 means every position holds the same
+    vector, so the model predicts the same next character everywhere (representation collapse,
+    as in the no_residual ablation)."""
+    spreads = []
+    for x in states:
+        x = x.float()
+        size = x.norm(dim=-1).mean()
+        spreads.append(float((x - x.mean(0)).norm(dim=-1).mean() / size) if size > 0 else 0.0)
+    return spreads
+
+
 def next_token_logits(model: GPT, ids: torch.Tensor) -> torch.Tensor:
     """Logits (..., T, V) for ids (..., T)."""
     with eval_mode(model):
@@ -299,9 +313,12 @@ def diagnose(
         plot_attention_mean(layers, chars),
         "Attention averaged over the heads of each layer, and over all layers.",
     )
+    states = residual_stream(model, window)
+    spread = ", ".join(f"{v:.4f}" for v in position_spread(states))
     figures["residual_norm"] = (
-        plot_residual_norms(residual_stream(model, window), chars),
-        "Norm of the residual stream after the embeddings and after each block.",
+        plot_residual_norms(states, chars),
+        "Norm of the residual stream after the embeddings and after each block. Its spread over "
+        f"positions (0 = every position holds the same vector, see `position_spread`): {spread}.",
     )
     figures["embedding_pca"] = (
         plot_embedding_pca(model.transformer.wte.weight, tok.chars),

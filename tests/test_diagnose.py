@@ -11,7 +11,8 @@ from conftest import ROOT, run_cli
 from matplotlib.image import imread
 
 from minigpt.checkpoint import load_model
-from minigpt.diagnose import attention_maps, embedding_pca, residual_stream
+from minigpt.diagnose import attention_maps, embedding_pca, position_spread, residual_stream
+from minigpt.model import GPT, GPTConfig
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
 FIGURES = {
@@ -54,6 +55,20 @@ def test_residual_stream_is_what_the_model_computes(loaded, ids):
         assert torch.allclose(logits, model(ids[None])[0], atol=1e-5)
     assert not model.training  # the hooks are gone and the mode is restored
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
+
+
+def test_position_spread_tells_a_collapsed_stream_from_a_working_one():
+    torch.manual_seed(0)
+    x = torch.randn(16, 8)
+    assert position_spread([x])[0] > 0.5
+    assert position_spread([x[:1].expand(16, 8), torch.zeros(16, 8)]) == [0.0, 0.0]
+    # A network without residuals whose last MLP outputs only its bias: every position holds
+    # the same vector, whatever the input, so the model can only predict one distribution.
+    model = GPT(GPTConfig(vocab_size=10, block_size=16, n_layer=2, n_head=2, n_embd=8, residual=False))
+    torch.nn.init.zeros_(model.transformer.h[-1].mlp.c_proj.weight)
+    torch.nn.init.normal_(model.transformer.h[-1].mlp.c_proj.bias)
+    spreads = position_spread(residual_stream(model, torch.arange(10)))
+    assert spreads[0] > 0.5 and spreads[-1] < 1e-6
 
 
 def test_embedding_pca_explains_the_most_variance_first(loaded):
