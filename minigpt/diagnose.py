@@ -72,6 +72,12 @@ def attention_maps(model: GPT, ids: torch.Tensor) -> list[torch.Tensor]:
     return [w[0].float().cpu() for w in weights]
 
 
+def attention_entropy(layers: list[torch.Tensor]) -> list[float]:
+    """Mean entropy (nats) of the attention rows of each layer, over heads and positions: 0 when
+    every query looks at a single position, log(t + 1) at position t when it looks everywhere."""
+    return [float(-(w * w.clamp_min(1e-30).log()).sum(-1).mean()) for w in layers]
+
+
 def residual_stream(model: GPT, ids: torch.Tensor) -> list[torch.Tensor]:
     """The residual stream (T, C) after the embeddings and after each block, read with forward
     hooks so the model needs no extra code path."""
@@ -311,7 +317,11 @@ def diagnose(
         )
     figures["attention_mean"] = (
         plot_attention_mean(layers, chars),
-        "Attention averaged over the heads of each layer, and over all layers.",
+        "Attention averaged over the heads of each layer, and over all layers. Mean entropy of "
+        "the attention rows per layer (nats; lower = sharper, uniform over this window = "
+        f"{float(torch.log(torch.arange(1, len(window) + 1.0)).mean()):.3f}): "
+        + ", ".join(f"{v:.3f}" for v in attention_entropy(layers))
+        + ".",
     )
     states = residual_stream(model, window)
     spread = ", ".join(f"{v:.4f}" for v in position_spread(states))

@@ -11,7 +11,7 @@ from conftest import ROOT, run_cli
 from matplotlib.image import imread
 
 from minigpt.checkpoint import load_model
-from minigpt.diagnose import attention_maps, embedding_pca, position_spread, residual_stream
+from minigpt.diagnose import attention_entropy, attention_maps, embedding_pca, position_spread, residual_stream
 from minigpt.model import GPT, GPTConfig
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
@@ -44,6 +44,15 @@ def test_attention_rows_sum_to_one_and_nothing_above_the_diagonal(loaded, ids):
         assert torch.allclose(w.sum(-1), torch.ones(2, 32), atol=1e-5)
         assert (w.triu(diagonal=1) == 0).all()
         assert (w[:, torch.ones(32, 32, dtype=torch.bool).tril()] > 0).all()  # every visible position gets some
+
+
+def test_attention_entropy_is_zero_for_one_hot_rows_and_log_t_for_uniform_ones():
+    T = 8
+    one_hot = torch.eye(T)[None]  # each position looks only at itself
+    uniform = torch.ones(T, T).tril() / torch.arange(1, T + 1.0)[:, None]
+    assert attention_entropy([one_hot]) == [0.0]
+    expected = float(torch.log(torch.arange(1, T + 1.0)).mean())
+    assert attention_entropy([uniform[None]])[0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_residual_stream_is_what_the_model_computes(loaded, ids):
