@@ -29,7 +29,8 @@ def load_job(job_dir: Path) -> dict:
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     pairs = dict(o.split("=", 1) for o in overrides or [] if "=" in o and not o.startswith("hydra."))
-    curve = read_scalars(job_dir / "tensorboard").get("val/loss", []) if (job_dir / "tensorboard").is_dir() else []
+    scalars = read_scalars(job_dir / "tensorboard") if (job_dir / "tensorboard").is_dir() else {}
+    curve = scalars.get("val/loss", [])
     summary_file = job_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     best = summary.get("best_val_loss")
@@ -48,6 +49,7 @@ def load_job(job_dir: Path) -> dict:
         "parameters": summary.get("parameters"),
         "train_seconds": summary.get("train_seconds"),
         "curve": curve,
+        "scalars": scalars,
     }
 
 
@@ -123,11 +125,15 @@ def print_table(jobs: list[dict], keys: list[str], out=None) -> None:
             print("  ".join("-" * w for w in widths), file=out)
 
 
-def plot_curves(jobs: list[dict], keys: list[str], path: Path) -> None:
+def plot_curves(jobs: list[dict], keys: list[str], path: Path, tag: str = "val/loss", log_y: bool = False) -> bool:
+    """Overlay one TensorBoard scalar (default: the validation loss) of every job; False if no
+    job logged it."""
+    if not any(j["scalars"].get(tag) for j in jobs):
+        return False
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     for j in jobs:
-        if j["curve"]:
-            steps, values = zip(*j["curve"])
+        if j["scalars"].get(tag):
+            steps, values = zip(*j["scalars"][tag])
             ax.plot(
                 steps,
                 values,
@@ -137,13 +143,16 @@ def plot_curves(jobs: list[dict], keys: list[str], path: Path) -> None:
                 label=f"{label(j, keys)} ({j['status']})" if j["status"] != "ok" else label(j, keys),
             )
     ax.set_xlabel("step")
-    ax.set_ylabel("validation loss (nats/char)")
-    ax.set_title("validation loss")
+    ax.set_ylabel("validation loss (nats/char)" if tag == "val/loss" else tag)
+    ax.set_title("validation loss" if tag == "val/loss" else tag)
+    if log_y:
+        ax.set_yscale("log", nonpositive="mask")  # exact zeros are left out
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return True
 
 
 def plot_vs(jobs: list[dict], xs: list, xlabel: str, path: Path, log_x: bool = False) -> None:
@@ -183,8 +192,15 @@ def plot_vs(jobs: list[dict], xs: list, xlabel: str, path: Path, log_x: bool = F
     plt.close(fig)
 
 
-def report(sweep_dir: str | Path, out_dir: str | Path | None = None, out=None) -> dict:
-    """Write report.csv and the plots for `sweep_dir`; return what was written."""
+def report(
+    sweep_dir: str | Path,
+    out_dir: str | Path | None = None,
+    out=None,
+    curves: tuple[str, ...] = (),
+    log_y: bool = False,
+) -> dict:
+    """Write report.csv and the plots for `sweep_dir` (plus one overlay per TensorBoard tag in
+    `curves`); return what was written."""
     out = out or sys.stdout
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -200,6 +216,13 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, out=None) -
     written = {"csv": out_dir / "report.csv", "curves": out_dir / "val_loss_curves.png"}
     write_csv(jobs, keys, written["csv"])
     plot_curves(jobs, keys, written["curves"])
+    for tag in curves:
+        path = out_dir / f"curves_{tag.replace('/', '_')}.png"
+        if plot_curves(jobs, keys, path, tag, log_y):
+            written[f"curves_{tag}"] = path
+        else:
+            tags = sorted({t for j in jobs for t in j["scalars"]})
+            print(f"note: no job logged {tag!r}; logged tags: {', '.join(tags) or 'none'}", file=out)
     for key in keys:
         values = [j["overrides"].get(key) for j in jobs]
         numbers = [_number(v) for v in values]
@@ -224,8 +247,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("sweep_dir", help="a Hydra multirun folder, e.g. outputs/ablations/multiruns/<time>")
     p.add_argument("--out", help="where to write report.csv and the plots (default: the sweep folder)")
+    p.add_argument(
+        "--curves",
+        nargs="+",
+        default=[],
+        metavar="TAG",
+        help="also overlay these TensorBoard scalars of every job, e.g. grad_norm/layer0 train/loss",
+    )
+    p.add_argument("--log-y", action="store_true", help="log scale for the --curves plots")
     args = p.parse_args(argv)
-    report(args.sweep_dir, args.out)
+    report(args.sweep_dir, args.out, curves=tuple(args.curves), log_y=args.log_y)
 
 
 if __name__ == "__main__":

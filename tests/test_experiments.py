@@ -119,7 +119,7 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     result = sweep(tmp_path, small_corpus, "model.n_head=2,3")  # n_embd=16 with 3 heads fails
     assert result.returncode != 0  # Hydra reports the failed job after running the others
     assert "not divisible" in result.stderr
-    rep = report(tmp_path)
+    rep = report(tmp_path, curves=("train/loss", "no/such_tag"))
     printed = capsys.readouterr().out
     jobs = {j["overrides"]["model.n_head"]: j for j in rep["jobs"]}
     assert jobs["2"]["status"] == "ok" and math.isfinite(jobs["2"]["best_val_loss"])
@@ -129,3 +129,6 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     assert [r["model.n_head"] for r in rows] == ["2", "3"]
     assert (tmp_path / "val_loss_curves.png").stat().st_size > 5000
     assert (tmp_path / "loss_vs_model.n_head.png").is_file()
+    assert (tmp_path / "curves_train_loss.png").stat().st_size > 5000  # an extra overlaid tag
+    assert "no job logged 'no/such_tag'; logged tags:" in printed and "train/loss" in printed
+    assert not (tmp_path / "curves_no_such_tag.png").exists()
