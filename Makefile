@@ -24,11 +24,13 @@ train: setup
 	$(BIN)/python train.py $(ARGS)
 
 # The default suite (under 5 minutes on 2 CPU cores); `make test-all` adds the slow tests.
+# One pytest worker per core (pytest-xdist); PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(ARGS)
 
 test-all: setup
-	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "slow or not slow" $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

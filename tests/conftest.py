@@ -20,7 +20,13 @@ CORPUS_CANDIDATES = (
     ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt",
 )
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core (pytest-xdist): each worker, and the
+    # train.py/generate.py processes it starts, then use one thread instead of fighting over all.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def find_corpus() -> Path | None:
