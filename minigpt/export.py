@@ -1,0 +1,172 @@
+"""Export a checkpoint's logits function to a file that runs without minigpt.
+
+    python -m minigpt.export ckpt=.../best.ckpt format=exported   # torch.export program, .pt2
+    python -m minigpt.export ckpt=.../best.ckpt format=onnx       # ONNX, for any ONNX runtime
+
+What is exported is `model(idx)` without a KV cache: int64 token ids (batch, seq) in, float32
+logits (batch, seq, vocab_size) out, for any batch size and any seq from 1 to block_size.
+Next to the file, `<file>.json` holds the vocabulary and the model config, so the export is
+usable alone: encode text with the vocabulary, run the file, decode the argmax or a sample.
+
+Both formats start from one `torch.export` program. TorchScript is not offered: torch 2.13
+deprecates `torch.jit`, `torch.jit.script` cannot compile the model, and `torch.jit.trace`
+would freeze the Python branches on the traced length.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from minigpt.architectures import arch_of
+from minigpt.checkpoint import LoadedModel, load_model
+from minigpt.cli import friendly_errors, require
+from minigpt.errors import ConfigError, MinigptError
+
+FORMATS = {"exported": ".pt2", "onnx": ".onnx"}
+EXPORT_EXTRA = 'pip install -e ".[export]"'
+
+
+def check_format(fmt: str) -> str:
+    """`fmt` if it is a format we export to, else one line listing the choices."""
+    if fmt == "torchscript":
+        raise ConfigError(
+            "format=torchscript is not offered: torch.jit is deprecated and cannot script this model; "
+            "use format=exported (torch.export) or format=onnx"
+        )
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def require_onnx() -> None:
+    """Import the packages ONNX export needs, or say in one line how to install them."""
+    missing = []
+    for name in ("onnx", "onnxscript"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MinigptError(f"format=onnx needs the package(s) {', '.join(missing)}: {EXPORT_EXTRA}")
+
+
+def export_program(model: nn.Module) -> torch.export.ExportedProgram:
+    """`model(idx)` as a torch.export program with a dynamic batch and a dynamic length
+    1..block_size (a longer input fails the program's own shape check)."""
+    block_size = model.config.block_size
+    # an example dimension of size 1 would be taken for a constant, so the example is 2 x block_size/2
+    length = min(block_size, max(2, block_size // 2))
+    example = torch.zeros(2, length, dtype=torch.long, device=next(model.parameters()).device)
+    batch = torch.export.Dim("batch", min=1)
+    seq = torch.export.Dim("seq", min=1, max=block_size) if block_size > 1 else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        return torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch, 1: seq},))
+
+
+def save_exported(program: torch.export.ExportedProgram, path: Path) -> None:
+    torch.export.save(program, path)
+
+
+def save_onnx(program: torch.export.ExportedProgram, path: Path) -> None:
+    """The program translated to ONNX, weights inside the one file; input `idx`, output `logits`."""
+    # the exporter logs that it skips torchvision's operators, which we do not use
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        onnx_program = torch.onnx.export(
+            program, dynamo=True, input_names=["idx"], output_names=["logits"], verbose=False
+        )
+    onnx_program.save(path, external_data=False)
+
+
+SAVERS = {"exported": save_exported, "onnx": save_onnx}
+
+
+def metadata(loaded: LoadedModel, fmt: str, path: Path) -> dict:
+    """What a user of the exported file needs besides it: vocabulary, model config, signature."""
+    config = loaded.model.config
+    tokenizer = {key: loaded.meta[key] for key in ("vocab", "tokenizer") if key in loaded.meta}
+    return {
+        "format": fmt,
+        "file": path.name,
+        "checkpoint": str(loaded.path),
+        "torch_version": torch.__version__,
+        "input": {"name": "idx", "dtype": "int64", "shape": ["batch", "seq"], "seq_max": config.block_size},
+        "output": {"name": "logits", "dtype": "float32", "shape": ["batch", "seq", config.vocab_size]},
+        "arch": arch_of(loaded.model),
+        "model_config": config.to_dict(),
+        **tokenizer,
+    }
+
+
+def sidecar(path: Path) -> Path:
+    """The JSON written next to an export: `best.onnx` -> `best.onnx.json`."""
+    return path.with_name(path.name + ".json")
+
+
+def export(loaded: LoadedModel, fmt: str, path: Path) -> Path:
+    """Write `loaded.model`'s logits function as `fmt` to `path`, and its metadata next to it.
+    Both files are written under temporary names first, so a failure leaves neither behind."""
+    check_format(fmt)
+    if fmt == "onnx":
+        require_onnx()
+    if arch_of(loaded.model) != "gpt":
+        raise ConfigError(
+            f"export takes GPT checkpoints; this one is model.arch={arch_of(loaded.model)}, whose nn.LSTM "
+            f"torch.export fixes to the example's length"
+        )
+    program = export_program(loaded.model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = sidecar(path)
+    # the temporary names keep the suffix, which torch.export.save checks
+    tmp_model, tmp_info = (p.with_name(f".tmp-{p.name}") for p in (path, info))
+    try:
+        SAVERS[fmt](program, tmp_model)
+        tmp_info.write_text(json.dumps(metadata(loaded, fmt, path), indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp_model, path)
+        os.replace(tmp_info, info)
+    finally:
+        tmp_model.unlink(missing_ok=True)
+        tmp_info.unlink(missing_ok=True)
+    return path
+
+
+def run(cfg: DictConfig) -> Path:
+    """Export `cfg.ckpt` as `cfg.format` to `cfg.out` (default: next to the checkpoint)."""
+    ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/best.ckpt")
+    fmt = check_format(cfg.format)
+    if fmt == "onnx":
+        require_onnx()  # before the (slower) checkpoint load
+    out = Path(cfg.out).expanduser() if cfg.get("out") else Path(ckpt).expanduser().with_suffix(FORMATS[fmt])
+    if out.is_dir():
+        raise ConfigError(f"out={out} is a directory; give a file name such as {out / ('model' + FORMATS[fmt])}")
+    loaded = load_model(ckpt, "cpu")
+    export(loaded, fmt, out)
+    block_size = loaded.model.config.block_size
+    print(
+        f"[minigpt] wrote {out} ({out.stat().st_size:,} bytes) and {sidecar(out).name}: "
+        f"logits = f(idx), idx int64 (batch, 1..{block_size})",
+        file=sys.stderr,
+    )
+    return out
+
+
+@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
