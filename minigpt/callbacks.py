@@ -238,7 +238,7 @@ class AttentionMaps(EveryNValidations):
         ids = validation_ids(trainer, self.n_chars or pl_module.model.config.block_size)
         if ids is None:
             return
-        chars = list(pl_module.tokenizer.decode(ids.tolist()))
+        chars = [pl_module.tokenizer.decode([i]) for i in ids.tolist()]  # the text of each position
         layers = attention_maps(pl_module.model, ids)
         for i, w in enumerate(layers):
             writer.add_figure(f"attention/layer{i}", plot_attention(w, chars, f"layer {i}, step {step}"), step)
@@ -247,13 +247,13 @@ class AttentionMaps(EveryNValidations):
 
 class EmbeddingProjector(EveryNValidations):
     """The token embedding table in TensorBoard's PROJECTOR tab, each point labelled with its
-    character (newline and space spelled out)."""
+    character or BPE token (newline and space spelled out)."""
 
     def record(self, writer, trainer, pl_module, step) -> None:
         model = pl_module.model
         wte = model.transformer.wte if hasattr(model, "transformer") else model.wte  # GPT or LSTM
         weight = wte.weight.detach().float().cpu()
-        labels = [show_char(c) for c in pl_module.tokenizer.chars]
+        labels = [show_char(c) for c in pl_module.tokenizer.token_texts()]
         writer.add_embedding(weight, metadata=labels, tag="char_embedding", global_step=step)
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from minigpt.architectures import build_model
-from minigpt.errors import CheckpointError, ConfigError
+from minigpt.errors import CheckpointError, ConfigError, MinigptError
 from minigpt.model import GPT
-from minigpt.tokenizer import CharTokenizer
+from minigpt.tokenizer import Tokenizer, serialized_of_meta, tokenizer_from_serialized
 
 CHECKPOINT_KEY = "minigpt"
 FORMAT_VERSION = 1
@@ -19,10 +19,10 @@ FORMAT_VERSION = 1
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference with the vocabulary and run config it was trained with."""
+    """A model ready for inference with the tokenizer and run config it was trained with."""
 
     model: GPT
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     path: Path
     meta: dict
 
@@ -62,10 +62,15 @@ def _offender(e: Exception) -> str:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the trained GPT and its tokenizer from a training checkpoint."""
+    """Rebuild the trained GPT and its tokenizer from a training checkpoint, or from a Hugging
+    Face GPT-2 folder (one holding config.json, read by minigpt/gpt2.py)."""
+    from minigpt import gpt2  # imported here: gpt2.py builds on this module
+
+    if gpt2.is_hf_folder(path):
+        return gpt2.load_gpt2(path, device)
     ckpt = read_checkpoint(path)
     meta = ckpt.get(CHECKPOINT_KEY)
-    if not isinstance(meta, dict) or "model_config" not in meta or "vocab" not in meta:
+    if not isinstance(meta, dict) or "model_config" not in meta or serialized_of_meta(meta) is None:
         raise CheckpointError(
             f"checkpoint {path} has no minigpt metadata (model config and vocabulary); "
             f"it was not written by minigpt's train.py"
@@ -81,10 +86,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     except ConfigError as e:
         raise CheckpointError(f"checkpoint {path} has an incompatible model config: {e}") from None
     config = model.config
-    tokenizer = CharTokenizer(meta["vocab"])
+    try:
+        tokenizer = tokenizer_from_serialized(serialized_of_meta(meta))
+    except MinigptError as e:
+        raise CheckpointError(f"checkpoint {path} has an unusable tokenizer: {e}") from None
     if tokenizer.vocab_size != config.vocab_size:
+        unit = "characters" if tokenizer.kind == "char" else "tokens"
         raise CheckpointError(
-            f"checkpoint {path} is inconsistent: vocabulary of {tokenizer.vocab_size} characters "
+            f"checkpoint {path} is inconsistent: vocabulary of {tokenizer.vocab_size} {unit} "
             f"but a model for {config.vocab_size}"
         )
     state = {k.removeprefix("model."): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
@@ -107,9 +116,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
 RESUME_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "global_step", CHECKPOINT_KEY)
 
 
-def check_resumable(path: str | Path, vocab: list[str], model_config: dict, weight_names: set[str]) -> dict:
-    """Read `path` safely and check that training can continue from it with this corpus and
-    model; each incompatibility is one `CheckpointError` line. Returns the checkpoint's dict."""
+def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dict, weight_names: set[str]) -> dict:
+    """Read `path` safely and check that training can continue from it with this corpus,
+    tokenizer (`vocab`, serialised) and model; each incompatibility is one `CheckpointError`
+    line. Returns the checkpoint's dict."""
     ckpt = read_checkpoint(path)
     missing = [key for key in RESUME_KEYS if key not in ckpt]
     if missing:
@@ -118,8 +128,8 @@ def check_resumable(path: str | Path, vocab: list[str], model_config: dict, weig
             f"resume from a last.ckpt written by minigpt's train.py"
         )
     meta = ckpt[CHECKPOINT_KEY]
-    theirs = list(meta.get("vocab") or [])
-    if theirs != list(vocab):
+    theirs = serialized_of_meta(meta) or []
+    if isinstance(theirs, list) and isinstance(vocab, list) and theirs != vocab:
         new = [c for c in vocab if c not in set(theirs)]
         gone = [c for c in theirs if c not in set(vocab)]
         detail = "; ".join(
@@ -134,6 +144,11 @@ def check_resumable(path: str | Path, vocab: list[str], model_config: dict, weig
             f"checkpoint {path} was trained on a vocabulary of {len(theirs)} characters, the corpus has "
             f"{len(vocab)} ({detail or 'in another order'}); resume with the same corpus or start a new run"
         )
+    if theirs != vocab:  # a BPE tokenizer on either side: trained on another corpus or with other options
+        raise CheckpointError(
+            f"checkpoint {path} was trained with {_describe_tokenizer(theirs)}, this run has "
+            f"{_describe_tokenizer(vocab)}; resume with the same corpus and data.tokenizer options"
+        )
     config = meta.get("model_config") or {}
     diff = [f"{k}={config.get(k)!r} vs {v!r}" for k, v in model_config.items() if config.get(k) != v]
     if diff:
@@ -141,9 +156,19 @@ def check_resumable(path: str | Path, vocab: list[str], model_config: dict, weig
             f"checkpoint {path} holds another model than the config ({', '.join(diff[:4])}: checkpoint vs config); "
             f"resume with the same model options or start a new run"
         )
-    stored = set(ckpt["state_dict"])
-    if stored != weight_names:
-        lost, extra = sorted(weight_names - stored), sorted(stored - weight_names)
+    names = set(ckpt["state_dict"])
+    if names != weight_names:
+        lost, extra = sorted(weight_names - names), sorted(names - weight_names)
         what = f"is missing {len(lost)} weight(s) such as {lost[0]}" if lost else f"has {len(extra)} unknown weight(s)"
         raise CheckpointError(f"checkpoint {path} {what}; it cannot resume this model")
     return ckpt
+
+
+def _describe_tokenizer(serialized: list[str] | dict) -> str:
+    if isinstance(serialized, list):
+        return f"a character vocabulary of {len(serialized)}"
+    try:
+        tokenizer = tokenizer_from_serialized(serialized)
+    except MinigptError:
+        return "an unreadable tokenizer"
+    return f"a {tokenizer.kind} tokenizer of {tokenizer.vocab_size} tokens"

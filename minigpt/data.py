@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import hashlib
+import logging
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -17,7 +19,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from minigpt.errors import DataError
-from minigpt.tokenizer import CharTokenizer
+from minigpt.tokenizer import TOKENIZERS, BPETokenizer, CharTokenizer, Tokenizer
+
+log = logging.getLogger("minigpt")
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -128,33 +132,88 @@ def scan_vocabulary(path: Path, chunk_bytes: int = CHUNK_BYTES) -> list[str]:
     return sorted(chars)
 
 
+def token_dtype(vocab_size: int) -> torch.dtype:
+    """The smallest integer type that holds every id: 1 byte a token for up to 256 ids."""
+    if vocab_size <= 256:
+        return torch.uint8
+    return torch.uint16 if vocab_size <= 1 << 16 else torch.int32
+
+
 def encode_corpus(
-    path: Path, tokenizer: CharTokenizer, chunk_bytes: int = CHUNK_BYTES, token_dir: str | None = None
+    path: Path, tokenizer: Tokenizer, chunk_bytes: int = CHUNK_BYTES, token_dir: str | None = None
 ) -> torch.Tensor:
     """The corpus as a 1-D tensor of token ids backed by a memory-mapped file: encoded chunk by
-    chunk into a temporary file (1 byte a token when the vocabulary fits, else 4), so a corpus
-    larger than memory trains with bounded RAM. The file is unlinked once mapped."""
-    codepoints = torch.tensor([ord(c) for c in tokenizer.chars], dtype=torch.int32)  # sorted, as chars are
-    dtype = torch.uint8 if tokenizer.vocab_size <= 256 else torch.int32
+    chunk into a temporary file (1 byte a token when the vocabulary fits, else 2 or 4), so a
+    corpus larger than memory trains with bounded RAM. The file is unlinked once mapped."""
+    chunks = iter_corpus(path, chunk_bytes)
+    if isinstance(tokenizer, CharTokenizer):
+        pieces = _char_ids(chunks, tokenizer, path)
+    else:
+        pieces = _tokenizer_ids(chunks, tokenizer, path, chunk_bytes)
+    dtype = token_dtype(tokenizer.vocab_size)
     fd, tmp = tempfile.mkstemp(prefix="minigpt-tokens-", suffix=".bin", dir=token_dir)
     try:
         n = 0
         with os.fdopen(fd, "wb") as out:
-            for text in iter_corpus(path, chunk_bytes):
-                cps = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
-                ids = torch.searchsorted(codepoints, cps).clamp_(max=len(codepoints) - 1)
-                if not torch.equal(codepoints[ids], cps):
-                    unknown = " ".join(repr(c) for c in tokenizer.unknown_chars(text)[:10])
-                    raise DataError(
-                        f"corpus file {path} has characters outside the model's vocabulary ({unknown}); "
-                        f"resume with the corpus the checkpoint was trained on, or start a new run"
-                    )
+            for ids in pieces:
                 out.write(ids.to(dtype).numpy().tobytes())
                 n += len(ids)
         return torch.from_file(tmp, shared=False, size=n, dtype=dtype)
     finally:
         with contextlib.suppress(OSError):  # the mapping outlives the name on POSIX
             os.unlink(tmp)
+
+
+def _unknown_in_corpus(path: Path, tokenizer: Tokenizer, text: str) -> DataError:
+    unknown = " ".join(repr(c) for c in tokenizer.unknown_chars(text)[:10])
+    return DataError(
+        f"corpus file {path} has characters outside the model's vocabulary ({unknown}); "
+        f"resume with the corpus the checkpoint was trained on, or start a new run"
+    )
+
+
+def _char_ids(chunks: Iterator[str], tokenizer: CharTokenizer, path: Path) -> Iterator[torch.Tensor]:
+    """Character ids of each chunk, vectorised: a sorted search of its code points."""
+    codepoints = torch.tensor([ord(c) for c in tokenizer.chars], dtype=torch.int32)  # sorted, as chars are
+    for text in chunks:
+        cps = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
+        ids = torch.searchsorted(codepoints, cps).clamp_(max=len(codepoints) - 1)
+        if not torch.equal(codepoints[ids], cps):
+            raise _unknown_in_corpus(path, tokenizer, text)
+        yield ids
+
+
+# Places where GPT-2's pre-tokenizer always starts a new word, so encoding the text on either
+# side apart gives the ids of encoding it whole: after a newline followed by a non-space, and
+# (for text without newlines) before a single space followed by a non-space.
+LINE_START = re.compile(r"(?<=\n)(?=\S)")
+WORD_START = re.compile(r"(?<=\S)(?= \S)")
+
+
+def _tokenizer_ids(
+    chunks: Iterator[str], tokenizer: BPETokenizer, path: Path, chunk_bytes: int
+) -> Iterator[torch.Tensor]:
+    """Ids of each chunk from a subword tokenizer. A chunk ends in the middle of a word, so its
+    last line waits for the next chunk; lines are encoded in parallel batches."""
+    carry = ""
+    for text in chunks:
+        if tokenizer.unknown_chars(text):
+            raise _unknown_in_corpus(path, tokenizer, text)
+        lines = LINE_START.split(carry + text)
+        carry = lines.pop()
+        if len(carry) > chunk_bytes:  # a very long line: cut it before its last word instead
+            cut = max((m.start() for m in WORD_START.finditer(carry)), default=len(carry))
+            lines.append(carry[:cut])
+            carry = carry[cut:]
+        if lines:
+            yield _encode_lines(tokenizer, lines)
+    if carry:
+        yield _encode_lines(tokenizer, [carry])
+
+
+def _encode_lines(tokenizer: BPETokenizer, lines: list[str]) -> torch.Tensor:
+    ids = tokenizer.encode_batch(lines)
+    return torch.tensor([i for line in ids for i in line], dtype=torch.int32)
 
 
 class RandomWindows(IterableDataset):
@@ -231,7 +290,11 @@ class UnpaddedShards(DistributedSampler):
 
 
 class CharDataModule(L.LightningDataModule):
-    """One text corpus, character-tokenized, split into the first 90 % (train) and last 10 % (val)."""
+    """One text corpus, tokenized, split into the first 90 % (train) and last 10 % (val) of its tokens.
+
+    `tokenizer` is `char` (the corpus's characters, the default) or `bpe` (byte-level BPE with
+    `bpe_vocab_size` tokens, trained on the corpus), or a ready tokenizer such as a checkpoint's.
+    """
 
     def __init__(
         self,
@@ -248,6 +311,8 @@ class CharDataModule(L.LightningDataModule):
         seed: int = 1337,
         vocab: list[str] | None = None,
         chunk_bytes: int = CHUNK_BYTES,
+        tokenizer: str | Tokenizer = "char",
+        bpe_vocab_size: int = 1024,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -259,7 +324,15 @@ class CharDataModule(L.LightningDataModule):
         self.path, self.name, self.cache_dir, self.url, self.sha256 = path, name, cache_dir, url, sha256
         self.val_fraction, self.val_windows, self.seed = val_fraction, val_windows, seed
         self.chunk_bytes = chunk_bytes
-        self.tokenizer = CharTokenizer(vocab) if vocab else None
+        if isinstance(tokenizer, str) and tokenizer not in TOKENIZERS:
+            raise DataError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {', '.join(TOKENIZERS)}")
+        self.tokenizer_kind = tokenizer if isinstance(tokenizer, str) else tokenizer.kind
+        self.bpe_vocab_size = bpe_vocab_size
+        self.tokenizer: Tokenizer | None = None
+        if not isinstance(tokenizer, str):
+            self.tokenizer = tokenizer
+        elif vocab:
+            self.tokenizer = CharTokenizer(vocab)
         self.train_data: torch.Tensor | None = None
         self.val_data: torch.Tensor | None = None
 
@@ -273,6 +346,8 @@ class CharDataModule(L.LightningDataModule):
         if self.train_data is not None:
             return
         path = self.corpus_path()
+        if self.tokenizer is None and self.tokenizer_kind == "bpe":
+            self.tokenizer = BPETokenizer.train(iter_corpus(path, self.chunk_bytes), self.bpe_vocab_size)
         if self.tokenizer is None:
             chars = scan_vocabulary(path, self.chunk_bytes)
             if len(chars) < 2:
@@ -282,13 +357,21 @@ class CharDataModule(L.LightningDataModule):
                 )
             self.tokenizer = CharTokenizer(chars)
         ids = encode_corpus(path, self.tokenizer, self.chunk_bytes)
+        if self.tokenizer_kind != "char":
+            log.info(
+                "%s tokenizer: %d tokens, the corpus is %d tokens",
+                self.tokenizer_kind,
+                self.tokenizer.vocab_size,
+                len(ids),
+            )
         n_train = int(len(ids) * (1 - self.val_fraction))
         self.train_data, self.val_data = ids[:n_train], ids[n_train:]
         need = self.block_size + 1
+        unit = "characters" if self.tokenizer_kind == "char" else "tokens"
         for split, data in (("train", self.train_data), ("validation", self.val_data)):
             if len(data) < need + 1:
                 raise DataError(
-                    f"the {split} split of {path} has {len(data)} characters, but block_size+1 = {need} "
+                    f"the {split} split of {path} has {len(data)} {unit}, but block_size+1 = {need} "
                     f"(and one more) are needed; use a longer corpus or a smaller model.block_size"
                 )
 

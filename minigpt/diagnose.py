@@ -30,15 +30,25 @@ from minigpt.evaluate import token_losses
 from minigpt.generation import pick_device
 from minigpt.model import GPT
 from minigpt.sampling import SamplingConfig, generate, make_generator
-from minigpt.tokenizer import CharTokenizer
+from minigpt.tokenizer import Tokenizer
 
 log = logging.getLogger("minigpt")
 TEMPERATURES = (0.5, 0.8, 1.0, 1.2)
 
 
+VISIBLE = {"\n": "\\n", "\t": "\\t", " ": "·", "\r": "\\r"}
+
+
 def show_char(c: str) -> str:
-    """A visible label for a character: newline, tab and space would vanish in a plot or a TSV."""
-    return {"\n": "\\n", "\t": "\\t", " ": "·", "\r": "\\r"}.get(c, c)
+    """A visible label for a character or a token: newline, tab, space and other control
+    characters (BPE tokens hold any byte) would vanish in a plot or break a TSV line."""
+    return "".join(_visible(ch) for ch in c) or "''"
+
+
+def _visible(ch: str) -> str:
+    if ch in VISIBLE:
+        return VISIBLE[ch]
+    return ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
 
 
 @contextmanager
@@ -56,7 +66,7 @@ def eval_mode(model: torch.nn.Module):
 # --------------------------------------------------------------------------- what the model computes
 
 
-def encode(tokenizer: CharTokenizer, text: str, unknown: str = "error") -> torch.Tensor:
+def encode(tokenizer: Tokenizer, text: str, unknown: str = "error") -> torch.Tensor:
     """Ids (T,) of `text`; one clear error when nothing of it is left."""
     ids = tokenizer.encode(text, unknown=unknown)
     if len(ids) < 2:
@@ -125,7 +135,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def sample_text(
     model: GPT,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     prompt: str,
     max_new_tokens: int,
     temperature: float,
@@ -254,6 +264,17 @@ def plot_logits(logits: torch.Tensor, chars: list[str]) -> Figure:
     return fig
 
 
+def per_character(tokenizer: Tokenizer, ids: torch.Tensor, losses: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """The text of `ids` and, for each of its characters after the first, the loss of the token
+    holding it (with characters as tokens: the losses themselves; the first token has none)."""
+    if tokenizer.kind == "char":
+        return tokenizer.decode(ids.tolist()), losses
+    pieces = [tokenizer.decode([i]) for i in ids.tolist()]
+    per_token = [float("nan")] + losses.tolist()
+    values = [loss for piece, loss in zip(pieces, per_token) for _ in piece]
+    return "".join(pieces), torch.tensor(values[1:])
+
+
 def plot_char_loss(text: str, losses: torch.Tensor, width: int = 64) -> Figure:
     """The text, each character shaded by the loss (nats) of predicting it; the first character
     has no prediction and stays grey. Lines wrap at newlines and at `width` characters."""
@@ -266,7 +287,7 @@ def plot_char_loss(text: str, losses: torch.Tensor, width: int = 64) -> Figure:
         if c == "\n" or col >= width:
             row, col = row + 1, 0
     n_rows = row + 1
-    vmax = max(float(losses.max()), 1e-6)
+    vmax = max(float(losses.nan_to_num(0.0).max()), 1e-6)
     cmap = matplotlib.colormaps["Reds"]
     fig = Figure(figsize=(0.16 * width + 1.5, 0.3 * n_rows + 1.0), dpi=100, layout="constrained")
     ax = fig.subplots()
@@ -279,7 +300,7 @@ def plot_char_loss(text: str, losses: torch.Tensor, width: int = 64) -> Figure:
     ax.set_axis_off()
     mappable = ScalarMappable(norm=Normalize(0, vmax), cmap=cmap)
     fig.colorbar(mappable, ax=ax, label="loss (nats)", shrink=0.8)
-    ax.set_title(f"per-character loss, mean {float(losses.mean()):.3f} nats")
+    ax.set_title(f"per-character loss, mean {float(losses.nanmean()):.3f} nats")
     return fig
 
 
@@ -304,7 +325,7 @@ def diagnose(
     ids = encode(tok, text, unknown)
     text = tok.decode(ids.tolist())  # what the model sees, after unknown=skip or a replacement
     window = ids[: model.config.block_size]
-    chars = list(text[: len(window)])
+    chars = [tok.decode([i]) for i in window.tolist()]  # the text of each position: a character or a BPE token
 
     figures: dict[str, tuple[Figure, str]] = {}
     layers = attention_maps(model, window)
@@ -331,7 +352,8 @@ def diagnose(
         f"positions (0 = every position holds the same vector, see `position_spread`): {spread}.",
     )
     figures["embedding_pca"] = (
-        plot_embedding_pca(model.transformer.wte.weight, tok.chars),
+        # at most 1,000 labels: GPT-2's 50,257 would cover the plot
+        plot_embedding_pca(model.transformer.wte.weight, [tok.decode([i]) for i in range(min(tok.vocab_size, 1000))]),
         "Character embeddings on their first two principal components.",
     )
     figures["logits"] = (
@@ -340,7 +362,7 @@ def diagnose(
     )
     losses = token_losses(model, ids)
     figures["char_loss"] = (
-        plot_char_loss(text, losses),
+        plot_char_loss(*per_character(tok, ids, losses)),
         f"Loss of predicting each character (mean {float(losses.mean()):.3f} nats); darker = more surprising.",
     )
     lines = [

@@ -27,6 +27,7 @@ from minigpt.data import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.generation import pick_device
 from minigpt.model import GPT
+from minigpt.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
 
 log = logging.getLogger("minigpt")
@@ -100,7 +101,7 @@ def evaluation_ids(loaded: LoadedModel, data: Mapping, unknown: str = "error") -
     val_fraction = data.get("val_fraction") or trained.get("val_fraction", 0.1)
     if split == "val":
         dm = CharDataModule(
-            block_size=loaded.model.config.block_size, val_fraction=val_fraction, vocab=loaded.tokenizer.chars, **source
+            block_size=loaded.model.config.block_size, val_fraction=val_fraction, tokenizer=loaded.tokenizer, **source
         )
         dm.prepare_data()
         dm.setup()
@@ -252,12 +253,17 @@ def write_results(out_dir: Path, result: dict, samples: dict[str, list[str]]) ->
 def run(cfg: DictConfig) -> dict:
     """Evaluate `cfg.ckpt`: print the tables, write metrics.json, generation.csv and samples.md."""
     ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/best.ckpt")
-    loaded = load_model(ckpt, pick_device(cfg.get("device", "auto")))
+    quantize = cfg.get("quantize")
+    device = pick_device(device_for(quantize, cfg.get("device", "auto")))
+    quantize = check_quantize(quantize, device)
+    loaded = load_model(ckpt, device)
+    loaded.model = quantize_model(loaded.model, quantize)
     data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
     ids, description = evaluation_ids(loaded, data, cfg.get("unknown", "error"))
     stride = cfg.get("stride")
     metrics = loss_metrics(token_losses(loaded.model, ids, stride, cfg.get("batch_size", 64)))
     result = {"checkpoint": str(ckpt), "text": description, "stride": stride or loaded.model.config.block_size}
+    result["quantize"] = quantize
     result.update(metrics)
     gen = cfg.generation
     strategies = OmegaConf.to_container(gen.strategies, resolve=True)
@@ -268,7 +274,8 @@ def run(cfg: DictConfig) -> dict:
     result["generation_settings"] = {k: gen[k] for k in ("prompts", "prompt_chars", "new_chars", "seed")}
     out_dir = Path(cfg.out_dir)
     write_results(out_dir, result, samples)
-    print(f"{description}: {metrics['characters']:,} characters, stride {result['stride']}\n")
+    unit = "characters" if loaded.tokenizer.kind == "char" else "tokens (loss, ppl and bpc are per token)"
+    print(f"{description}: {metrics['characters']:,} {unit}, stride {result['stride']}\n")
     print(markdown_table([result], ("loss", "ppl", "bpc")))
     print(
         f"\ngeneration: {gen.prompts} prompts of {gen.prompt_chars} characters, "

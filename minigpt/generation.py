@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from minigpt.checkpoint import LoadedModel, load_model
 from minigpt.cli import require
 from minigpt.errors import ConfigError, MinigptError
+from minigpt.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
 
 
@@ -47,7 +48,7 @@ def encode_prompt(loaded: LoadedModel, prompt: str, unknown: str, device: torch.
     """Prompt ids (1, T). An empty prompt starts from a newline (or the first vocabulary entry)."""
     tok = loaded.tokenizer
     if prompt == "":
-        prompt = "\n" if "\n" in tok.stoi else tok.chars[0]
+        prompt = "\n" if not tok.unknown_chars("\n") else tok.decode([0])
     ids = tok.encode(prompt, unknown=unknown)
     if not ids:
         raise MinigptError("nothing of the prompt is left after dropping unknown characters; give another prompt")
@@ -104,6 +105,7 @@ def complete(loaded: LoadedModel, prompt: str, cfg: DictConfig, device: torch.de
     generator = make_generator(cfg.seed, device)
     texts = [""] * cfg.num_samples
     ended = [False] * cfg.num_samples
+    streams = [tok.stream() for _ in range(cfg.num_samples)]  # a BPE token may hold part of a character
     streaming = cfg.stream and cfg.num_samples == 1
     if streaming:
         out.write(shown_prompt)
@@ -114,15 +116,22 @@ def complete(loaded: LoadedModel, prompt: str, cfg: DictConfig, device: torch.de
         for i, t in enumerate(step_ids.tolist()):
             if ended[i]:
                 continue
-            texts[i] += tok.chars[t]
-            # checked after every character, so a stop string always ends at the newest one
+            piece = streams[i].push(t)
+            texts[i] += piece
+            # checked after every token, so a stop string always ends in the newest one
             if stops and stop_index(texts[i], stops) is not None:
                 ended[i] = True
             if streaming:
-                out.write(tok.chars[t])
+                out.write(piece)
                 out.flush()
         if all(ended):
             break
+    for i, stream in enumerate(streams):  # bytes still held back when generation stopped
+        rest = stream.flush()
+        if not ended[i]:
+            texts[i] += rest
+            if streaming:
+                out.write(rest)
     if streaming:
         out.write("\n")
     else:
@@ -142,10 +151,14 @@ def run(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown={cfg.unknown!r}: use error, skip or a single character")
     if cfg.seed is not None:
         torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    quantize = cfg.get("quantize")
+    device = pick_device(device_for(quantize, cfg.device))
+    quantize = check_quantize(quantize, device)
     loaded = load_model(ckpt, device)
+    n_params = loaded.model.num_params()  # counted before quantizing, which hides weights in packed buffers
+    loaded.model = quantize_model(loaded.model, quantize)
     print(
-        f"[minigpt] checkpoint {loaded.path} | {loaded.model.num_params():,} parameters | "
+        f"[minigpt] checkpoint {loaded.path} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
         f"block {loaded.model.config.block_size} | {loaded.model.config.pos_encoding} | device {device}",
         file=sys.stderr,
     )

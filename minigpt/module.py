@@ -15,29 +15,30 @@ from minigpt.architectures import arch_of, build_model
 from minigpt.budget import TimeBudget
 from minigpt.checkpoint import CHECKPOINT_KEY, FORMAT_VERSION
 from minigpt.errors import TrainingDiverged
-from minigpt.tokenizer import CharTokenizer
+from minigpt.tokenizer import tokenizer_from_serialized, tokenizer_meta
 
 LN2 = math.log(2)
 
 
 class LitGPT(L.LightningModule):
-    """Trains a `GPT` on next-character prediction.
+    """Trains a `GPT` on next-token prediction.
 
     Only plain values are saved as hyperparameters (dicts and lists), so a checkpoint rebuilds
-    its model without any of the objects that made it.
+    its model without any of the objects that made it. `vocab` is the tokenizer in that form
+    (`Tokenizer.serialize()`): the character list, or a dict for a BPE tokenizer.
     """
 
     def __init__(
         self,
         model: dict,
-        vocab: list[str],
+        vocab: list[str] | dict,
         optim: dict,
         scheduler: dict | None = None,
         run_config: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.tokenizer = CharTokenizer(vocab)
+        self.tokenizer = tokenizer_from_serialized(vocab)
         self.model = build_model({**model, "vocab_size": self.tokenizer.vocab_size})
         self.config = self.model.config
         # token-weighted mean of the loss over a whole evaluation pass
@@ -58,7 +59,8 @@ class LitGPT(L.LightningModule):
         return loss
 
     def _log_loss(self, stage: str, loss: torch.Tensor, on_step: bool) -> None:
-        """Loss in nats, perplexity e^loss and bits per character loss / ln 2."""
+        """Loss in nats, perplexity e^loss and bits per character loss / ln 2. All three are per
+        token: with a BPE tokenizer `bpc` is bits per token (see README, BPE tokenizer)."""
         kw = dict(on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
         self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
         self.log(f"{stage}/ppl", torch.exp(loss), **kw)
@@ -132,7 +134,7 @@ class LitGPT(L.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "format_version": FORMAT_VERSION,
             "model_config": {"arch": arch_of(self.model), **self.config.to_dict()},
-            "vocab": self.tokenizer.chars,
+            **tokenizer_meta(self.tokenizer),  # "vocab" (characters) or "tokenizer" (BPE)
             "run_config": self.hparams.run_config,
             "best_val_loss": self.best_val_loss,
         }
