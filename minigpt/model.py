@@ -19,7 +19,7 @@ from minigpt.errors import ConfigError
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
 ATTN_IMPLS = ("manual", "sdpa")
 NORMS = ("layernorm", "rmsnorm", "none")
-ACTIVATIONS = ("gelu", "relu2")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
 
 
 @dataclass
@@ -39,7 +39,7 @@ class GPTConfig:
     residual: bool = True  # False removes both skip connections (an ablation)
     scale_attn: bool = True  # False drops the 1/sqrt(hs) factor (an ablation)
     tie_weights: bool = True  # lm_head shares its matrix with the token embedding
-    activation: str = "gelu"  # gelu | relu2 (ReLU squared)
+    activation: str = "gelu"  # gelu | gelu_tanh (GPT-2's tanh approximation) | relu2 (ReLU squared)
     qk_norm: bool = False  # RMS-normalise queries and keys per head before the dot product
     swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
     rope_base: float = 10000.0
@@ -284,7 +284,12 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.c_fc(x)
-        x = F.gelu(x) if self.activation == "gelu" else F.relu(x).square()
+        if self.activation == "gelu":
+            x = F.gelu(x)
+        elif self.activation == "gelu_tanh":  # GPT-2's cheaper approximation of the same curve
+            x = F.gelu(x, approximate="tanh")
+        else:
+            x = F.relu(x).square()
         return self.dropout(self.c_proj(x))
 
 
@@ -392,13 +397,18 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x, w = block(x, rope, alibi, cache, need_weights)
             weights.append(w)
-        x = self.transformer.ln_f(x)
-        return self.lm_head(x), weights  # (B, T, V)
+        return self.transformer.ln_f(x), weights  # (B, T, C)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T); with a cache, T new tokens follow the cached ones."""
-        return self._run(idx, cache, need_weights=False)[0]
+        return self.lm_head(self._run(idx, cache, need_weights=False)[0])
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final hidden states (B, T, C): the last block's output after ln_f, what lm_head
+        reads. Other heads (minigpt/classify.py) build on these."""
+        return self._run(idx, None, need_weights=False)[0]
 
     def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and every layer's attention weights (B, nh, T, T), computed by the manual path."""
-        return self._run(idx, None, need_weights=True)
+        x, weights = self._run(idx, None, need_weights=True)
+        return self.lm_head(x), weights

@@ -24,13 +24,14 @@ from minigpt.cli import build, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
+from minigpt.pretrained import check_vocabulary, use_pretrained
 from minigpt.reliability import GracefulStop, LastCheckpoint, StepSeed
 
 log = logging.getLogger("minigpt")
 
 
-def build_module(cfg: DictConfig, vocab: list[str]) -> LitGPT:
-    """The LightningModule for `cfg`, from plain values only."""
+def build_module(cfg: DictConfig, vocab: list[str] | dict) -> LitGPT:
+    """The LightningModule for `cfg`, from plain values only (`vocab`: the serialised tokenizer)."""
     run_config = OmegaConf.to_container(cfg, resolve=True)
     return LitGPT(
         model=OmegaConf.to_container(cfg.model, resolve=True),
@@ -39,6 +40,37 @@ def build_module(cfg: DictConfig, vocab: list[str]) -> LitGPT:
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
         run_config=run_config,
     )
+
+
+def build_task(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The data module and LightningModule of `cfg.task`: a language model, from scratch or
+    fine-tuned from `init_from` (minigpt/pretrained.py), or a classifier (minigpt/classify.py)."""
+    if task_of(cfg) == "classify":
+        from minigpt.classify import build_classifier
+
+        return build_classifier(cfg)
+    pretrained = use_pretrained(cfg)  # with init_from, cfg.model is now the checkpoint's
+    if pretrained is None:
+        datamodule = build(cfg.data)
+    else:  # the checkpoint's vocabulary, not one made from the new corpus
+        datamodule = build(cfg.data, tokenizer=pretrained.tokenizer)
+    datamodule.prepare_data()
+    if pretrained is not None:
+        check_vocabulary(datamodule.corpus_path(), pretrained.tokenizer, cfg.init_from)
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule.tokenizer.serialize())
+    if pretrained is not None:
+        module.model.load_state_dict(pretrained.model.state_dict())
+        log.info("fine-tuning from %s", cfg.init_from)
+    return datamodule, module
+
+
+def task_of(cfg: DictConfig) -> str:
+    """`lm` or `classify` (conf/task/); one clear line for anything else."""
+    name = (cfg.get("task") or {}).get("name", "lm")
+    if name not in ("lm", "classify"):
+        raise ConfigError(f"task.name={name!r} is unknown; pick task=lm or task=classify")
+    return name
 
 
 def check_trainer_config(cfg: DictConfig) -> None:
@@ -102,10 +134,7 @@ def train(cfg: DictConfig) -> dict:
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = build(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg, datamodule.tokenizer.chars)
+    datamodule, module = build_task(cfg)
     if cfg.get("compile"):
         module.model.compile()  # in place: state_dict names stay those of the plain model
     shape = {
@@ -121,16 +150,17 @@ def train(cfg: DictConfig) -> dict:
     )
     if resume_from is not None:
         names = set(module.state_dict())
-        ckpt = check_resumable(resume_from, module.tokenizer.chars, module.config.to_dict(), names)
+        ckpt = check_resumable(resume_from, module.tokenizer.serialize(), module.config.to_dict(), names)
         log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
         del ckpt
 
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    monitor = (cfg.get("task") or {}).get("monitor", "val/loss")  # what best.ckpt is best at
     best_ckpt = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
-        monitor="val/loss",
-        mode="min",
+        monitor=monitor,
+        mode="max" if monitor.endswith("acc") else "min",
         save_top_k=1,
         auto_insert_metric_name=False,
         enable_version_counter=False,
@@ -166,6 +196,8 @@ def train(cfg: DictConfig) -> dict:
         )
 
     best = best_ckpt.best_model_score
+    if monitor != "val/loss":  # best.ckpt is the best at another metric; the lowest loss is the module's
+        best = module.best_val_loss if math.isfinite(module.best_val_loss) else None
     summary = {
         "best_val_loss": float(best) if best is not None else math.nan,
         "best_val_bpc": float(best) / math.log(2) if best is not None else math.nan,
@@ -178,6 +210,9 @@ def train(cfg: DictConfig) -> dict:
         "last_ckpt": str(last_ckpt.path),
         "run_dir": str(run_dir),
     }
+    if monitor != "val/loss":  # e.g. best_val_acc of a classifier
+        score = best_ckpt.best_model_score
+        summary[f"best_{monitor.replace('/', '_')}"] = float(score) if score is not None else math.nan
     if trainer.is_global_zero:
         finish(cfg, module, run_dir, summary, logger)
     return summary

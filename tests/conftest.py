@@ -96,6 +96,19 @@ def tiny_run(small_corpus: Path, tmp_path_factory) -> dict:
     return train(cfg)
 
 
+@pytest.fixture(scope="session")
+def labelled_file(small_corpus: Path, tmp_path_factory) -> Path:
+    """A learnable labelled set (label<TAB>text) from the small corpus's lines: speaker headings
+    such as `ROMEO:` labelled `name`, and as many lines of verse, evenly spaced, labelled `verse`."""
+    lines = [line for line in small_corpus.read_text().splitlines() if line.strip()]
+    names = [line for line in lines if line.endswith(":") and line[:-1].replace(" ", "").isalpha()]
+    verse = [line for line in lines if line not in set(names)]
+    verse = verse[:: len(verse) // len(names)][: len(names)]
+    path = tmp_path_factory.mktemp("labelled") / "headings.tsv"
+    path.write_text("".join(f"name\t{line}\n" for line in names) + "".join(f"verse\t{line}\n" for line in verse))
+    return path
+
+
 @pytest.fixture
 def evil_checkpoint(tmp_path) -> tuple[Path, Path]:
     """A .ckpt whose unpickling would run `touch <marker>`: (checkpoint, marker)."""

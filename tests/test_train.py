@@ -15,18 +15,22 @@ from minigpt.training import train
 
 GROUP_OPTIONS = [
     f"{group}={option.stem}"
-    for group in ("model", "optim", "scheduler", "data", "trainer")
+    for group in ("model", "optim", "scheduler", "data", "trainer", "task")
     for option in sorted((ROOT / "conf" / group).glob("*.yaml"))
 ]
 
 
 @pytest.mark.parametrize("override", GROUP_OPTIONS)
-def test_every_config_group_option_runs_a_fast_dev_run(override, tmp_path, small_corpus):
+def test_every_config_group_option_runs_a_fast_dev_run(override, tmp_path, small_corpus, request):
     if override == "trainer=gpu" and not torch.cuda.is_available():
         pytest.skip("no CUDA device here")
     if override == "trainer=ddp":
         pytest.skip("DDP relaunches the entry point: tested through train.py in test_reliability.py")
-    cfg = train_cfg(tmp_path, small_corpus, override, "+trainer.fast_dev_run=true")
+    corpus, extra = small_corpus, []
+    if override in ("data=labelled", "task=classify"):  # a classifier on a trained trunk
+        corpus = request.getfixturevalue("labelled_file")
+        extra = ["task=classify", f"init_from={request.getfixturevalue('tiny_run')['best_ckpt']}"]
+    cfg = train_cfg(tmp_path, corpus, override, *extra, "+trainer.fast_dev_run=true")
     if override.startswith("model="):
         cfg.model.n_layer = min(cfg.model.n_layer, 2)  # keep medium's width and block, fewer layers
     summary = train(cfg)
