@@ -33,7 +33,8 @@ from minigpt.diagnose import (
 )
 from minigpt.model import GPT
 
-# the scalars TensorBoard's HPARAMS tab shows next to each run's hyperparameters
+# the scalars TensorBoard's HPARAMS tab shows next to each run's hyperparameters (a language
+# model's; a LightningModule with its own `hparam_metrics` attribute, the classifier, overrides it)
 HPARAM_METRICS = ("val/loss", "val/ppl", "val/bpc", "hp/best_val_loss")
 
 
@@ -64,7 +65,8 @@ class HParamsSummary(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 writer = logger.experiment._get_file_writer()
-                for summary in hparams(self.params, {m: 0.0 for m in HPARAM_METRICS}):
+                metrics = getattr(pl_module, "hparam_metrics", HPARAM_METRICS)
+                for summary in hparams(self.params, {m: 0.0 for m in metrics}):
                     writer.add_summary(summary)
 
 

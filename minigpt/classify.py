@@ -51,6 +51,9 @@ class LitClassifier(LitGPT):
     complete language model (`generate.py` and `init_from` read the trunk).
     """
 
+    # what TensorBoard's HPARAMS tab shows beside each run (minigpt/callbacks.py HParamsSummary)
+    hparam_metrics = ("val/loss", "val/acc", "hp/best_val_loss", "hp/best_val_acc")
+
     def __init__(
         self,
         model: dict,

@@ -210,6 +210,8 @@ def train(cfg: DictConfig) -> dict:
         "last_ckpt": str(last_ckpt.path),
         "run_dir": str(run_dir),
     }
+    if task_of(cfg) != "lm":  # a classifier's loss is over labels: bits per character mean nothing
+        del summary["best_val_bpc"]
     if monitor != "val/loss":  # e.g. best_val_acc of a classifier
         score = best_ckpt.best_model_score
         summary[f"best_{monitor.replace('/', '_')}"] = float(score) if score is not None else math.nan

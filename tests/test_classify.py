@@ -55,8 +55,22 @@ def test_classifier_learns_speaker_headings_from_verse(classifier_run):
     assert sorted(logged["val/acc"]) == [19, 39]
     assert logged["val/acc"][39] >= 0.85
     assert classifier_run["best_val_acc"] == pytest.approx(max(logged["val/acc"].values()))
+    assert "best_val_bpc" not in classifier_run  # bits per character of label loss would mislead
     assert classifier_run["steps"] == STEPS
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_hparams_tab_shows_the_classifier_accuracy(classifier_run):
+    """A classification sweep compares runs by accuracy, so HPARAMS lists it (not val/ppl)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    (events,) = (Path(classifier_run["run_dir"]) / "tensorboard").glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert tags == {"val/loss", "val/acc", "hp/best_val_loss", "hp/best_val_acc"}
 
 
 def test_the_saved_classifier_predicts_what_validation_measured(classifier_run, labelled_file):
