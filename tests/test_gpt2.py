@@ -95,6 +95,23 @@ def test_vocab_and_merges_and_pytorch_bin(hf_dir, ids, tmp_path):
         torch.testing.assert_close(a.model(ids), b.model(ids), rtol=0, atol=0)
 
 
+def test_sharded_safetensors(hf_dir, ids, tmp_path):
+    """Large models are saved in shards with a model.safetensors.index.json naming each tensor's
+    file; every shard must be read, or a missing tensor would be reported (or, worse, a tensor
+    of another layer kept)."""
+    sharded = tmp_path / "sharded"
+    transformers.GPT2LMHeadModel.from_pretrained(hf_dir).save_pretrained(sharded, max_shard_size="20KB")
+    shutil.copy(hf_dir / "tokenizer.json", sharded)
+    shards = sorted(p.name for p in sharded.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 2 and (sharded / "model.safetensors.index.json").is_file()
+    assert not (sharded / "model.safetensors").exists()
+    with torch.no_grad():
+        torch.testing.assert_close(load_gpt2(sharded).model(ids), load_gpt2(hf_dir).model(ids), rtol=0, atol=0)
+    (sharded / shards[-1]).unlink()
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_gpt2(sharded)
+
+
 def test_generate_py_runs_on_the_folder(hf_dir):
     assert load_model(hf_dir).tokenizer.kind == "bpe"  # the same loader behind every entry point
     result = run_cli(
