@@ -79,4 +79,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from minigpt.cli import user_errors
+
+    with user_errors():  # a missing checkpoint or a bad override: one line, exit 2
+        sys.exit(main())

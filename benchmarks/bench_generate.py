@@ -68,4 +68,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from minigpt.cli import user_errors
+
+    with user_errors():  # a missing checkpoint or a bad override: one line, exit 2
+        main()

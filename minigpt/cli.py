@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,18 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
             fail("interrupted", code=130)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """The same one line and exit code 2 for scripts outside Hydra (the benchmarks):
+    `with user_errors(): main()`."""
+    try:
+        yield
+    except (MinigptError, OmegaConfBaseException) as e:
+        fail(str(e).strip().splitlines()[0] if isinstance(e, OmegaConfBaseException) else str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
 
 
 def _in_multirun() -> bool:

@@ -1,0 +1,74 @@
+"""The benchmark scripts, each at a tiny size in a fresh interpreter: they must keep running as
+the code changes, print the figures the README quotes, and hold the claims they print (cached
+and recomputed text identical, int8 weights smaller at about the same loss)."""
+
+import json
+import re
+
+import pytest
+from conftest import ROOT, run_cli
+
+
+def bench(name: str, *args: str) -> str:
+    result = run_cli(str(ROOT / "benchmarks" / f"{name}.py"), *args, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_generate_benchmark_compares_cache_and_recompute(tiny_run):
+    out = bench("bench_generate", "--ckpt", tiny_run["last_ckpt"], "--tokens", "80", "--repeats", "1", "--threads", "1")
+    cached = float(re.search(r"KV cache\s+([\d,]+) tokens/s", out)[1].replace(",", ""))
+    full = float(re.search(r"full recompute\s+([\d,]+) tokens/s", out)[1].replace(",", ""))
+    assert cached > 0 and full > 0
+    assert "identical output: True" in out  # 80 > block_size 32: the window slides in both paths
+
+
+def test_quantize_benchmark_prints_sizes_speeds_and_loss(tiny_run):
+    out = bench("bench_quantize", "--ckpt", tiny_run["last_ckpt"], "--tokens", "20", "--repeats", "1", "--threads", "1")
+    rows = {
+        m[1]: (float(m[2]), float(m[3]))
+        for m in re.finditer(r"^(float32|int8)\s+[\d,]+\s+[\d,]+\s+([\d.]+) MiB\s+([\d.]+)$", out, re.M)
+    }
+    assert set(rows) == {"float32", "int8"}, out
+    (_, fp32_loss), (_, int8_loss) = rows["float32"], rows["int8"]
+    assert abs(int8_loss - fp32_loss) < 0.05  # int8 rounding, not a broken model (which is > 1 nat off)
+    # 16 wide, the tiny model's per-row int8 scales cost about what int8 saves (0.99x); the ratio
+    # at `small` size (0.31x) is tested in test_quantize.py
+    assert 0 < float(re.search(r"size ([\d.]+)x", out)[1]) <= 1.0
+
+
+def test_train_benchmark_reports_lightning_over_plain(small_corpus):
+    out = bench(
+        "bench_train",
+        "--steps",
+        "4",
+        "--repeats",
+        "1",
+        "--overrides",
+        "model=tiny",
+        f"data.path={small_corpus}",
+    )
+    assert re.search(r"plain PyTorch loop\s+[\d,]+ tokens/s", out), out
+    assert re.search(r"Lightning Trainer\s+[\d,]+ tokens/s", out), out
+    assert float(re.search(r"Lightning / plain: ([\d.]+)", out)[1]) > 0
+
+
+def test_memory_benchmark_measures_each_cell():
+    out = bench("bench_memory", "--model", "tiny", "--batch", "2", "4", "--block", "16")
+    rows = re.findall(r"^\s+(\d+)\s+16(\s+[\d.]+){6}$", out, re.M)
+    assert [r[0] for r in rows] == ["2", "4"], out
+
+
+def test_corpus_memory_benchmark_encodes_to_one_byte_per_character():
+    result = json.loads(bench("bench_corpus_memory", "--mb", "2"))
+    assert result["characters"] == 2_000_000 and result["token_bytes"] == 1
+    assert result["peak_rss_mb_after_setup"] >= result["peak_rss_mb_before"] > 0
+
+
+@pytest.mark.parametrize("name", ["bench_generate", "bench_quantize"])
+def test_a_missing_checkpoint_is_one_line(name, tmp_path):
+    result = run_cli(str(ROOT / "benchmarks" / f"{name}.py"), "--ckpt", str(tmp_path / "none.ckpt"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: checkpoint {tmp_path / 'none.ckpt'} does not exist; pass ckpt=outputs/<run>/checkpoints/last.ckpt"
+    ]
