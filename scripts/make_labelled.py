@@ -7,14 +7,18 @@ corpus such as Tiny Shakespeare, where each speech starts with a line `NAME:`.
 `--task speaker`: each line of verse, labelled with who speaks it, for the `--speakers` most
 frequent speakers (a hard task: style and content only). `--task heading`: speaker-name lines
 (`name`) against lines of verse (`verse`), an easy sanity check. Classes are balanced by keeping
-as many lines of each label as the rarest has, chosen with `--seed`.
+as many lines of each label as the rarest has, chosen with `--seed`. An existing output file is
+kept unless `--force` is given; bad input is one line and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
+import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -55,6 +59,33 @@ def balance(examples: list[tuple[str, str]], seed: int) -> list[tuple[str, str]]
     return kept
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def read_corpus(path: Path) -> str:
+    if not path.is_file():
+        fail(f"corpus {path} does not exist; pass a play-formatted text file such as data/tinyshakespeare/input.txt")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        fail(f"corpus {path} is not UTF-8 text (byte {e.start}); convert it, e.g. with iconv -t utf-8")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path)
@@ -62,10 +93,21 @@ def main() -> None:
     parser.add_argument("--task", choices=("speaker", "heading"), default="speaker")
     parser.add_argument("--speakers", type=int, default=2, help="--task speaker: how many speakers")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
     args = parser.parse_args()
-    examples = balance(make_examples(args.corpus.read_text(), args.task, args.speakers), args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("".join(f"{label}\t{line}\n" for label, line in examples))
+    if args.speakers < 2:
+        fail(f"--speakers={args.speakers}: a classifier needs at least 2 speakers")
+    if args.out.exists() and not args.force:
+        fail(f"{args.out} already exists; pick another output path or pass --force to replace it")
+    examples = make_examples(read_corpus(args.corpus), args.task, args.speakers)
+    labels = {label for label, _ in examples}
+    if len(labels) < 2:
+        fail(
+            f"{args.corpus} gives {len(labels)} label(s) for --task {args.task}: it needs speeches that start "
+            f"with a line 'NAME:' (as Tiny Shakespeare does), by at least 2 speakers for --task speaker"
+        )
+    examples = balance(examples, args.seed)
+    write_atomic(args.out, "".join(f"{label}\t{line}\n" for label, line in examples))
     counts = Counter(label for label, _ in examples)
     summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
     print(f"{len(examples)} examples written to {args.out}: {summary}")
