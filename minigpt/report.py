@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
+from minigpt.errors import MinigptError  # noqa: E402
 from minigpt.plots import read_scalars  # noqa: E402
 
 
@@ -204,12 +205,12 @@ def report(
     out = out or sys.stdout
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise SystemExit(
-            f"error: {sweep_dir} is not a directory; pass a multirun folder such as outputs/<task>/multiruns/<time>"
+        raise MinigptError(
+            f"{sweep_dir} is not a directory; pass a multirun folder such as outputs/<task>/multiruns/<time>"
         )
     jobs = find_jobs(sweep_dir)
     if not jobs:
-        raise SystemExit(f"error: no Hydra jobs (folders with .hydra/) under {sweep_dir}")
+        raise MinigptError(f"no Hydra jobs (folders with .hydra/) under {sweep_dir}")
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = swept_keys(jobs)
@@ -260,4 +261,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from minigpt.cli import user_errors
+
+    with user_errors():
+        main()

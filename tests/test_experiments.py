@@ -132,3 +132,17 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     assert (tmp_path / "curves_train_loss.png").stat().st_size > 5000  # an extra overlaid tag
     assert "no job logged 'no/such_tag'; logged tags:" in printed and "train/loss" in printed
     assert not (tmp_path / "curves_no_such_tag.png").exists()
+
+
+def test_report_on_a_wrong_folder_is_one_line(tmp_path):
+    missing = tmp_path / "missing"
+    for folder, line in (
+        (
+            missing,
+            f"error: {missing} is not a directory; pass a multirun folder such as outputs/<task>/multiruns/<time>",
+        ),
+        (tmp_path, f"error: no Hydra jobs (folders with .hydra/) under {tmp_path}"),
+    ):
+        result = run_cli("-m", "minigpt.report", str(folder))
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [line]
