@@ -27,6 +27,33 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, small_corpus):
     assert train(cfg)["steps"] == 1
 
 
+@pytest.mark.slow  # torch.compile (inductor) builds its C++ kernels first: about a minute on 2 cores
+def test_gpu_recipe_code_path_trains_on_cpu(tmp_path, small_corpus):
+    """Without a GPU here, the GPU recipe's own machinery still runs: bf16 autocast, the fused
+    attention and torch.compile, on the CPU, at a tiny size; its checkpoint is a normal model."""
+    cfg = train_cfg(
+        tmp_path,
+        small_corpus,
+        "experiment=gpu_90s",
+        "trainer=cpu",
+        "trainer.precision=bf16-mixed",
+        "model.n_layer=1",
+        "model.n_embd=32",
+        "model.n_head=2",
+        "model.block_size=32",
+        "data.batch_size=4",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=4",
+        "data.val_windows=4",
+        "callbacks=none",
+    )
+    assert cfg.compile and cfg.model.attn_impl == "sdpa"
+    summary = train(cfg)
+    assert summary["steps"] == 4 and math.isfinite(summary["best_val_loss"])
+    loaded = load_model(summary["last_ckpt"])
+    assert loaded.model.config.n_embd == 32 and not any(k.startswith("_orig_mod") for k in loaded.model.state_dict())
+
+
 def test_experiments_declare_their_sweeps():
     from conftest import CONF
     from hydra import compose, initialize_config_dir
