@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt=outputs/<run>/checkpoints/last.ckpt")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory; pass the .ckpt file inside it")
+    _check_archive(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -52,6 +54,27 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a minigpt checkpoint")
     return ckpt
+
+
+def _check_archive(path: Path) -> None:
+    """torch.save writes a zip archive holding `<name>/data.pkl`; anything else (a truncated
+    download, a text file, an exported .pt2 or .onnx) is named for what it is before torch.load
+    tries to unpickle it."""
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated, or not a checkpoint at all (train.py writes zip "
+            f"archives and this is not one); use another checkpoint"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({e}); use another checkpoint") from None
+    if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        raise CheckpointError(
+            f"checkpoint {path} is a zip archive but not a PyTorch checkpoint (an exported .pt2 is for "
+            f"deployment, not for minigpt's tools); pass the .ckpt it was exported from"
+        )
 
 
 def _offender(e: Exception) -> str:

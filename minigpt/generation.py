@@ -34,6 +34,8 @@ def pick_device(name: str) -> torch.device:
 def read_prompt(cfg: DictConfig) -> str:
     if cfg.get("prompt_file"):
         path = Path(cfg.prompt_file).expanduser()
+        if path.is_dir():
+            raise MinigptError(f"prompt_file {path} is a directory; pass a text file")
         if not path.is_file():
             raise MinigptError(f"prompt_file {path} does not exist")
         try:
@@ -67,10 +69,34 @@ def sampling_config(cfg: DictConfig) -> SamplingConfig:
 
 
 def check_counts(cfg: DictConfig) -> None:
+    """The options that are not sampling settings: counts, seed, switches, beam search's."""
     for key, low in (("max_new_tokens", 0), ("num_samples", 1), ("num_beams", 1)):
         value = cfg.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be an integer (or null for a random one), got {seed!r}")
+    for key in ("use_cache", "stream", "interactive"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
+    penalty = cfg.get("length_penalty", 1.0)
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)):
+        raise ConfigError(f"length_penalty must be a number (1.0: average log-probability per token), got {penalty!r}")
+    if cfg.num_beams > 1:
+        sampling = [k for k in ("top_k", "top_p", "min_p", "typical_p") if cfg.get(k) is not None]
+        if cfg.get("repetition_penalty", 1.0) != 1.0:
+            sampling.append("repetition_penalty")
+        if sampling:
+            raise ConfigError(
+                f"num_beams={cfg.num_beams} is beam search, which does not sample, so {', '.join(sampling)} "
+                f"would be ignored; drop them, or use num_beams=1 to sample"
+            )
+        if cfg.num_samples > cfg.num_beams:
+            raise ConfigError(
+                f"num_samples={cfg.num_samples} > num_beams={cfg.num_beams}: beam search keeps only "
+                f"num_beams sequences; raise num_beams or lower num_samples"
+            )
 
 
 def unescape_stops(stop) -> list[str]:

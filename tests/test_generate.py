@@ -1,5 +1,6 @@
 """generate.py from the command line: every strategy runs, bad input gets one clear line."""
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,12 @@ def test_interactive_mode_reads_prompts_until_an_empty_line(tiny_run):
         (["top_p=0"], "top_p must be in (0, 1]"),
         (["temperature=-0.5"], "temperature must be >= 0"),
         (["max_new_tokens=-3"], "max_new_tokens must be an integer >= 0"),
+        (["seed=abc"], "seed must be an integer (or null for a random one), got 'abc'"),
+        (["use_cache=maybe"], "use_cache must be true or false, got 'maybe'"),
+        (["num_beams=2", "length_penalty=abc"], "length_penalty must be a number"),
+        (["num_beams=3", "top_p=0.9"], "num_beams=3 is beam search, which does not sample, so top_p would be ignored"),
+        (["num_beams=2", "num_samples=3"], "num_samples=3 > num_beams=2"),
+        (["prompt_file=/"], "prompt_file / is a directory; pass a text file"),
         (["device=cuda:7"] if not torch.cuda.is_available() else ["device=nope"], "device"),
     ],
 )
@@ -88,8 +95,15 @@ def test_bad_checkpoints_print_one_clear_line(tmp_path, tiny_run):
     truncated = tmp_path / "truncated.ckpt"
     data = Path(tiny_run["last_ckpt"]).read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
+    labelled = tmp_path / "labels.tsv"  # text whose bytes once read as pickle opcodes
+    labelled.write_text("name\tROMEO:\nverse\tO, she doth teach the torches to burn bright!\n")
+    exported = tmp_path / "model.pt2"  # a zip archive, but not one torch.save wrote
+    with zipfile.ZipFile(exported, "w") as archive:
+        archive.writestr("model/archive_format", "pt2")
     cases = [
         ([], "ckpt is required"),
+        ([f"ckpt={labelled}"], "is corrupt or truncated, or not a checkpoint at all"),
+        ([f"ckpt={exported}"], "is a zip archive but not a PyTorch checkpoint"),
         ([f"ckpt={tmp_path / 'missing.ckpt'}"], "does not exist"),
         ([f"ckpt={not_ckpt}"], "is corrupt or truncated"),
         ([f"ckpt={truncated}"], "is corrupt or truncated"),
