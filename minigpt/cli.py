@@ -18,6 +18,11 @@ from minigpt.errors import MinigptError
 
 log = logging.getLogger("minigpt")
 
+# `${minigpt.or:a,b}` is a if it is set, else b: conf/train.yaml makes Hydra's run directory
+# `run_dir` when given, so Hydra's .hydra/ and train.log land beside the run's checkpoints
+if not OmegaConf.has_resolver("minigpt.or"):
+    OmegaConf.register_new_resolver("minigpt.or", lambda value, default: default if value in (None, "") else value)
+
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line to stderr and exit non-zero."""

@@ -38,7 +38,10 @@ def load_job(job_dir: Path) -> dict:
     if best is None and curve:
         best = min(v for _, v in curve)
     if summary:
-        status = "ok" if best is not None and math.isfinite(best) else "diverged"
+        # a job stopped before its first validation has best_val_loss null
+        status = (
+            "ok" if best is not None and math.isfinite(best) else "diverged" if best is not None else "not validated"
+        )
     else:
         status = "failed/incomplete"
     return {

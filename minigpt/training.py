@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -20,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.checkpoint import check_resumable
 from minigpt.checkpoint_io import SafeCheckpointIO
-from minigpt.cli import build, quiet_libraries, run_dir_of
+from minigpt.cli import build, fail, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
@@ -78,11 +80,36 @@ def check_trainer_config(cfg: DictConfig) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ConfigError(f"trainer.max_steps must be a positive integer, got {steps!r}")
     interval = cfg.trainer.get("val_check_interval")
+    if interval is not None and (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or interval <= 0
+        or (isinstance(interval, float) and interval > 1)
+    ):
+        raise ConfigError(
+            f"trainer.val_check_interval must be a number of steps >= 1 (or a fraction in (0, 1]), got {interval!r}"
+        )
     if isinstance(interval, int) and interval > steps:
         raise ConfigError(
             f"trainer.val_check_interval={interval} is larger than trainer.max_steps={steps}: "
             f"the run would never validate; lower it"
         )
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
+        raise ConfigError(f"trainer.gradient_clip_val must be a number >= 0 (null or 0: no clipping), got {clip!r}")
+    check_numbers(
+        cfg.get("optim") or {}, "optim", positive=("lr", "adam_lr", "eps"), non_negative=("weight_decay", "momentum")
+    )
+    windows = (cfg.get("data") or {}).get("val_windows")
+    if windows is not None and (isinstance(windows, bool) or not isinstance(windows, int) or windows < 1):
+        raise ConfigError(
+            f"data.val_windows must be an integer >= 1 (null: the whole validation split), got {windows!r}"
+        )
+    sample = cfg.get("sample") or {}
+    n = sample.get("max_new_tokens", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(f"sample.max_new_tokens must be an integer >= 0 (0: no end-of-run sample), got {n!r}")
+    check_numbers(sample, "sample", non_negative=("temperature",))
     every = (cfg.get("checkpoint") or {}).get("every_n_steps", 100)
     if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
         raise ConfigError(f"checkpoint.every_n_steps must be a positive integer, got {every!r}")
@@ -91,6 +118,17 @@ def check_trainer_config(cfg: DictConfig) -> None:
             f"resume={cfg.resume!r} is not an option: pass resume=auto (continue the run directory's "
             f"checkpoints/last.ckpt when there is one) or ckpt_path=/path/to/last.ckpt"
         )
+
+
+def check_numbers(node, prefix: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """One clear line for a numeric option of `node` that is not a number, or out of range."""
+    for key, low in [(k, "> 0") for k in positive] + [(k, ">= 0") for k in non_negative]:
+        if key not in node:
+            continue
+        value = node[key]
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if not ok or (value <= 0 if low == "> 0" else value < 0):
+            raise ConfigError(f"{prefix}.{key} must be a number {low}, got {value!r}")
 
 
 def resume_path_of(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -122,6 +160,22 @@ def prepare_run_dir(run_dir: Path, resume_from: Path | None) -> None:
             f"run directory {run_dir} already holds checkpoints of an earlier run ({', '.join(existing)}); "
             f"pass resume=auto to continue it, or choose another run_dir / hydra.run.dir"
         )
+
+
+class RunDirCheck(Callback):
+    """A Hydra callback (conf/train.yaml, hydra.callbacks) that checks the run directory before
+    Hydra creates it and writes `.hydra/` and `train.log` into it: an unwritable directory, or a
+    fresh run pointed at an earlier run's directory, is one line and exit code 2 with the earlier
+    run's files untouched. `train` checks the same again for callers outside Hydra."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP worker joins rank 0's directory
+            return
+        run_dir = Path(str(config.hydra.run.dir))
+        try:
+            prepare_run_dir(run_dir, resume_path_of(config, run_dir))
+        except RunDirError as e:
+            fail(str(e))
 
 
 def train(cfg: DictConfig) -> dict:
@@ -231,4 +285,6 @@ def finish(cfg: DictConfig, module: LitGPT, run_dir: Path, summary: dict, logger
         summary["sample"] = text
     curve = plot_loss_curve(run_dir / "tensorboard", run_dir / "loss_curve.png", title=f"{run_dir.name}")
     summary["loss_curve"] = str(curve) if curve else None
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # strict JSON: a metric that was never measured (no validation before a stop) is null, not NaN
+    strict = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    (run_dir / "summary.json").write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import train_cfg
+from conftest import ROOT, run_cli, train_cfg
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -145,6 +145,15 @@ def test_corpus_tokens_are_memory_mapped_not_in_ram(small_corpus):
         ("checkpoint.every_n_steps=ten", ConfigError, "checkpoint.every_n_steps must be a positive integer"),
         ("resume=yes", ConfigError, "resume='yes' is not an option: pass resume=auto"),
         ("trainer.max_steps=-1", ConfigError, "trainer.max_steps must be a positive integer"),
+        ("trainer.val_check_interval=0", ConfigError, "trainer.val_check_interval must be a number of steps >= 1"),
+        ("trainer.val_check_interval=1.5", ConfigError, "(or a fraction in (0, 1]), got 1.5"),
+        ("trainer.gradient_clip_val=-1", ConfigError, "trainer.gradient_clip_val must be a number >= 0"),
+        ("optim.lr=-1", ConfigError, "optim.lr must be a number > 0, got -1"),
+        ("optim.lr=abc", ConfigError, "optim.lr must be a number > 0, got 'abc'"),
+        ("optim.weight_decay=-0.1", ConfigError, "optim.weight_decay must be a number >= 0"),
+        ("data.val_windows=0", ConfigError, "data.val_windows must be an integer >= 1"),
+        ("sample.temperature=-1", ConfigError, "sample.temperature must be a number >= 0, got -1"),
+        ("sample.max_new_tokens=-5", ConfigError, "sample.max_new_tokens must be an integer >= 0"),
     ],
 )
 def test_bad_sizes_and_types_are_refused_before_anything_is_written(override, error, message, tmp_path, small_corpus):
@@ -177,6 +186,31 @@ def test_read_only_output_disk(small_corpus, tmp_path):
 
 def resume_cfg(run_dir, corpus, ckpt, *overrides):
     return train_cfg(run_dir, corpus, f"ckpt_path={ckpt}", *overrides)
+
+
+def test_train_py_checks_the_run_directory_before_hydra_writes_into_it(tiny_run, small_corpus):
+    """From the command line Hydra writes .hydra/ and train.log into the run directory before
+    minigpt's code runs; a refused fresh run must not overwrite an earlier run's record of its
+    config, and an unwritable directory is our one line, not Hydra's traceback."""
+    run_dir = Path(tiny_run["run_dir"])
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    for option in ("run_dir", "hydra.run.dir"):
+        result = run_cli(
+            str(ROOT / "train.py"), "model=tiny", "model.n_layer=1", f"data.path={small_corpus}", f"{option}={run_dir}"
+        )
+        assert result.returncode == 2
+        assert (
+            result.stderr.strip()
+            .splitlines()[-1]
+            .startswith(f"error: run directory {run_dir} already holds checkpoints")
+        )
+        assert "Traceback" not in result.stderr
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    if os.access("/sys", os.W_OK) and not Path("/sys/fs").exists():
+        pytest.skip("no read-only file system to write to here")
+    result = run_cli(str(ROOT / "train.py"), "model=tiny", "run_dir=/sys/minigpt-run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: run directory /sys/minigpt-run cannot be written")
 
 
 def test_incompatible_checkpoints_get_one_line_each(tiny_run, small_corpus, tmp_path):
