@@ -30,6 +30,17 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def one_line(e: BaseException) -> str:
+    """The message of a user error. A file-system error (a read-only or full disk, a folder where
+    a file was expected) that no check caught names the path and the cause."""
+    if isinstance(e, OSError) and not isinstance(e, MinigptError):
+        where = f" {e.filename}" if e.filename else ""
+        return f"cannot use{where}: {e.strerror or e}; check that the path exists, is the right kind and is writable"
+    if isinstance(e, OmegaConfBaseException):
+        return str(e).strip().splitlines()[0]
+    return str(e)
+
+
 def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Turn user errors raised by `fn` into one line and exit code 2. In a Hydra multirun the
     error is re-raised instead, so Hydra records that job as failed and runs the others."""
@@ -38,10 +49,10 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
     def wrapper(cfg: DictConfig) -> Any:
         try:
             return fn(cfg)
-        except (MinigptError, OmegaConfBaseException) as e:
+        except (MinigptError, OmegaConfBaseException, OSError) as e:
             if _in_multirun():
                 raise
-            fail(str(e).strip().splitlines()[0] if isinstance(e, OmegaConfBaseException) else str(e))
+            fail(one_line(e))
         except KeyboardInterrupt:
             fail("interrupted", code=130)
 
@@ -54,8 +65,8 @@ def user_errors() -> Iterator[None]:
     `with user_errors(): main()`."""
     try:
         yield
-    except (MinigptError, OmegaConfBaseException) as e:
-        fail(str(e).strip().splitlines()[0] if isinstance(e, OmegaConfBaseException) else str(e))
+    except (MinigptError, OmegaConfBaseException, OSError) as e:
+        fail(one_line(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
 

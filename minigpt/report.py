@@ -33,7 +33,12 @@ def load_job(job_dir: Path) -> dict:
     scalars = read_scalars(job_dir / "tensorboard") if (job_dir / "tensorboard").is_dir() else {}
     curve = scalars.get("val/loss", [])
     summary_file = job_dir / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    try:
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):  # a job killed while writing it: incomplete
+        summary = {}
+    if not isinstance(summary, dict):
+        summary = {}
     best = summary.get("best_val_loss")
     if best is None and curve:
         best = min(v for _, v in curve)

@@ -159,6 +159,11 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     assert (tmp_path / "curves_train_loss.png").stat().st_size > 5000  # an extra overlaid tag
     assert "no job logged 'no/such_tag'; logged tags:" in printed and "train/loss" in printed
     assert not (tmp_path / "curves_no_such_tag.png").exists()
+    # a job whose summary.json was cut short (killed while writing) counts as incomplete
+    (tmp_path / jobs["2"]["job"] / "summary.json").write_text('{"best_val_loss": 1.2')
+    redone = {j["overrides"]["model.n_head"]: j for j in report(tmp_path, out_dir=tmp_path / "again")["jobs"]}
+    assert redone["2"]["status"] == "failed/incomplete"  # but its TensorBoard curve still gives the best loss
+    assert redone["2"]["best_val_loss"] == pytest.approx(jobs["2"]["best_val_loss"])
 
 
 def test_report_on_a_wrong_folder_is_one_line(tmp_path):

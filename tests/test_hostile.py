@@ -239,3 +239,26 @@ def test_incompatible_checkpoints_get_one_line_each(tiny_run, small_corpus, tmp_
         train(resume_cfg(tmp_path / "e", small_corpus, truncated))
     for name in "abcde":
         assert not (tmp_path / name / "checkpoints").exists()
+
+
+def test_a_file_system_error_no_check_caught_is_still_one_line(capsys, tmp_path):
+    """The safety net under every entry point: an OSError (read-only disk, full disk, a folder
+    where a file should be) becomes one line naming the path, exit code 2."""
+    from minigpt.cli import friendly_errors, user_errors
+
+    @friendly_errors
+    def hydra_task(cfg):
+        (tmp_path / "out.txt").mkdir()
+        (tmp_path / "out.txt").write_text("x")  # a folder where a file should be
+
+    with pytest.raises(SystemExit) as exit_info:
+        hydra_task(None)
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: cannot use {tmp_path / 'out.txt'}: Is a directory; check that the path")
+
+    with pytest.raises(SystemExit) as exit_info, user_errors():  # the benchmark scripts' wrapper
+        (tmp_path / "missing" / "out.txt").write_text("x")
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: cannot use {tmp_path / 'missing' / 'out.txt'}: No such file or directory")
