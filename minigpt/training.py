@@ -23,7 +23,7 @@ from minigpt.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.checkpoint import check_resumable
 from minigpt.checkpoint_io import SafeCheckpointIO
 from minigpt.cli import build, fail, quiet_libraries, run_dir_of
-from minigpt.errors import ConfigError, RunDirError, TrainingDiverged
+from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
 from minigpt.pretrained import check_vocabulary, use_pretrained
@@ -189,6 +189,14 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule, module = build_task(cfg)
+    prompt = (cfg.get("sample") or {}).get("prompt")
+    if task_of(cfg) == "lm" and (cfg.get("sample") or {}).get("max_new_tokens") and prompt:
+        unknown = module.tokenizer.unknown_chars(str(prompt))
+        if unknown:
+            raise VocabularyError(
+                f"sample.prompt has {len(unknown)} character(s) outside the corpus's vocabulary: "
+                f"{' '.join(repr(c) for c in unknown)}; change sample.prompt (the end-of-run sample)"
+            )
     if cfg.get("compile"):
         module.model.compile()  # in place: state_dict names stay those of the plain model
     shape = {

@@ -188,6 +188,14 @@ def resume_cfg(run_dir, corpus, ckpt, *overrides):
     return train_cfg(run_dir, corpus, f"ckpt_path={ckpt}", *overrides)
 
 
+def test_a_sample_prompt_outside_the_vocabulary_is_refused_before_training(tmp_path, small_corpus):
+    with pytest.raises(
+        VocabularyError, match=r"sample.prompt has 1 character\(s\) outside the corpus's vocabulary: 'é'"
+    ):
+        train(train_cfg(tmp_path, small_corpus, "sample.prompt='Roméo'", "sample.max_new_tokens=20"))
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_train_py_checks_the_run_directory_before_hydra_writes_into_it(tiny_run, small_corpus):
     """From the command line Hydra writes .hydra/ and train.log into the run directory before
     minigpt's code runs; a refused fresh run must not overwrite an earlier run's record of its
