@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from minigpt.errors import MinigptError
+from minigpt.errors import ConfigError, MinigptError
 
 log = logging.getLogger("minigpt")
 
@@ -122,3 +123,54 @@ def quiet_libraries() -> None:
     ):
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """One line unless a file or folder can be created at `path`: its nearest existing ancestor
+    must be a folder we can write in (tried with a temporary file, which also catches read-only
+    disks and, for root, folders such as /sys). Cheap, so tools call it before any real work."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{option}={path} cannot be written: {folder} is a file, not a folder; pass another {option}")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"{option}={path} cannot be written: {folder} is not writable ({e.strerror or e}); "
+            f"pass {option}= in a writable folder"
+        ) from None
+
+
+def check_int(value, name: str, low: int, hint: str = "") -> int:
+    """`value` if it is an integer >= `low`, else one line naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}{'; ' + hint if hint else ''}")
+    return value
+
+
+def check_unknown(unknown) -> str:
+    """The policy for characters outside the vocabulary: error, skip or one replacement character."""
+    if not isinstance(unknown, str) or (unknown not in ("error", "skip") and len(unknown) != 1):
+        raise ConfigError(f"unknown={unknown!r} is not a policy: use error, skip or one character of the vocabulary")
+    return unknown
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """A folder the results can go into without replacing anything: new, or existing and empty,
+    and writable. Checked before any work, so a refused run costs nothing and changes nothing."""
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"out_dir={out_dir} is a file, not a folder; pass out_dir=<a new folder>")
+    if out_dir.is_dir():
+        held = sorted(p.name for p in out_dir.iterdir())
+        if held:
+            shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+            raise ConfigError(
+                f"out_dir={out_dir} already holds {shown}; pass out_dir=<a new folder> (the default is a new "
+                f"timestamped one) or move those files away"
+            )
+    check_writable(out_dir, "out_dir")
+    return out_dir

@@ -9,6 +9,7 @@ Figures are `matplotlib.figure.Figure` objects made without pyplot, so nothing k
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,10 +22,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import friendly_errors, require
+from minigpt.cli import check_int, check_out_dir, check_unknown, friendly_errors, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.evaluate import token_losses
 from minigpt.generation import pick_device
@@ -307,6 +308,52 @@ def plot_char_loss(text: str, losses: torch.Tensor, width: int = 64) -> Figure:
 # --------------------------------------------------------------------------- the report
 
 
+def check_temperatures(value) -> tuple[float, ...]:
+    """The sampling temperatures: a list of numbers >= 0 (0 = greedy), or one number; null means
+    the default four and an empty list no samples."""
+    if value is None:
+        return TEMPERATURES
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for t in items:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise ConfigError(f"temperatures must be numbers >= 0 (0 = greedy) such as [0.5,1.0], got {t!r}")
+    return tuple(float(t) for t in items)
+
+
+def check_sampling(max_new_tokens, seed) -> None:
+    """The options of the samples, checked before anything is computed or written."""
+    check_int(max_new_tokens, "max_new_tokens", 0, "the length of each sample")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be an integer (or null for a random one), got {seed!r}")
+
+
+def read_text(cfg: DictConfig) -> str:
+    """The text to look at: `text_file` when given (UTF-8), else `text`; one line when it is
+    missing, not text, or empty."""
+    if not cfg.get("text_file"):
+        text = cfg.get("text")
+        if text is None or str(text) == "":
+            raise ConfigError('text is empty; pass text="some text" or text_file=PATH')
+        return str(text)
+    path = Path(cfg.text_file).expanduser()
+    if path.is_dir():
+        raise MinigptError(f"text_file {path} is a directory; pass a UTF-8 text file or text=...")
+    if not path.is_file():
+        raise MinigptError(f"text_file {path} does not exist; pass an existing UTF-8 file or text=...")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise MinigptError(
+            f"text_file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            f"pass a UTF-8 text file or text=..."
+        ) from None
+    if not text:
+        raise MinigptError(f"text_file {path} is empty; pass a file with some text, or text=...")
+    return text
+
+
 def diagnose(
     loaded: LoadedModel,
     text: str,
@@ -318,11 +365,13 @@ def diagnose(
 ) -> Path:
     """Write every figure for `text` into `out_dir` as a PNG, and index.md listing them with the
     samples; return the index's path. Attention, residual stream and logits look at the first
-    `block_size` characters; the per-character loss covers the whole text."""
+    `block_size` characters; the per-character loss covers the whole text. Every option is checked
+    and everything computed before the first file is written; `out_dir` must be new or empty."""
     model, tok = loaded.model, loaded.tokenizer
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ids = encode(tok, text, unknown)
+    temperatures = check_temperatures(temperatures)
+    check_sampling(max_new_tokens, seed)
+    out_dir = check_out_dir(out_dir)
+    ids = encode(tok, text, check_unknown(unknown))
     text = tok.decode(ids.tolist())  # what the model sees, after unknown=skip or a replacement
     window = ids[: model.config.block_size]
     chars = [tok.decode([i]) for i in window.tolist()]  # the text of each position: a character or a BPE token
@@ -379,13 +428,15 @@ def diagnose(
         "```",
         "",
     ]
-    for name, (fig, caption) in figures.items():
-        fig.savefig(out_dir / f"{name}.png")
+    for name, (_, caption) in figures.items():
         lines += [f"## {name}", "", caption, "", f"![{name}]({name}.png)", ""]
     lines += ["## samples", "", f"Prompt: the text above; {max_new_tokens} new characters, seed {seed}.", ""]
     for t in temperatures:
         sample = sample_text(model, tok, text, max_new_tokens, t, seed)
         lines += [f"### temperature {t}", "", "```", sample, "```", ""]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (fig, _) in figures.items():
+        fig.savefig(out_dir / f"{name}.png")
     index = out_dir / "index.md"
     index.write_text("\n".join(lines))
     return index
@@ -394,19 +445,15 @@ def diagnose(
 def run(cfg: DictConfig) -> Path:
     """What `python -m minigpt.diagnose` does: load the checkpoint, write the figures and index."""
     ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/best.ckpt")
-    text = cfg.get("text")
-    if cfg.get("text_file"):
-        path = Path(cfg.text_file).expanduser()
-        if not path.is_file():
-            raise MinigptError(f"text_file {path} does not exist; pass an existing UTF-8 file or text=...")
-        text = path.read_text(encoding="utf-8")
-    if not text:
-        raise ConfigError('text is empty; pass text="some text" or text_file=PATH')
-    temperatures = tuple(float(t) for t in cfg.get("temperatures") or TEMPERATURES)
+    # everything that needs no checkpoint is checked before it is loaded; diagnose checks it again
+    text = read_text(cfg)
+    temperatures = check_temperatures(cfg.get("temperatures"))
+    max_new_tokens, seed, unknown = cfg.get("max_new_tokens", 200), cfg.get("seed"), cfg.get("unknown", "error")
+    check_sampling(max_new_tokens, seed)
+    check_unknown(unknown)
+    out_dir = check_out_dir(cfg.out_dir)
     loaded = load_model(ckpt, pick_device(cfg.get("device", "auto")))
-    index = diagnose(
-        loaded, str(text), cfg.out_dir, temperatures, cfg.get("max_new_tokens", 200), cfg.get("seed"), cfg.unknown
-    )
+    index = diagnose(loaded, text, out_dir, temperatures, max_new_tokens, seed, unknown)
     print(f"wrote {len(list(index.parent.glob('*.png')))} figures and {index}")
     return index
 

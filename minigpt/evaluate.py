@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import require
+from minigpt.cli import check_int, check_out_dir, check_unknown, require
 from minigpt.data import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.generation import pick_device
@@ -33,6 +33,50 @@ from minigpt.sampling import SamplingConfig, beam_search, generate, make_generat
 log = logging.getLogger("minigpt")
 LN2 = math.log(2)
 GENERATION_COLUMNS = ("strategy", "settings", "bleu", "chrf", "distinct_1", "distinct_2", "self_ppl")
+
+
+# --------------------------------------------------------------------------- options
+
+
+def check_generation_fits(n_ids: int, prompts: int, prompt_chars: int, new_chars: int, unit: str = "char") -> None:
+    """One line unless the text holds `prompts` distinct snippets of prompt_chars + new_chars."""
+    unit = "characters" if unit == "char" else "tokens"
+    span = prompt_chars + new_chars
+    if n_ids < span:
+        raise DataError(
+            f"the text has {n_ids} {unit}, fewer than generation.prompt_chars + generation.new_chars = "
+            f"{prompt_chars} + {new_chars} = {span}; lower generation.prompt_chars or generation.new_chars, "
+            f"or pass a longer text (data.path=FILE)"
+        )
+    places = n_ids - span + 1
+    if prompts > places:
+        raise ConfigError(
+            f"generation.prompts={prompts} but the text of {n_ids} {unit} has only {places} distinct places "
+            f"for a prompt and its continuation ({span} {unit}); pass generation.prompts={places} or fewer, "
+            f"or a longer text"
+        )
+
+
+def check_options(cfg: DictConfig) -> dict:
+    """Every option that needs no checkpoint, checked before the checkpoint is loaded; returns
+    the strategies as plain dicts."""
+    check_int(cfg.get("batch_size", 64), "batch_size", 1, "the windows scored at once")
+    stride = cfg.get("stride")
+    if stride is not None:
+        check_int(stride, "stride", 1, "null = block_size")
+    check_unknown(cfg.get("unknown", "error"))
+    gen = cfg.generation
+    for key in ("prompts", "prompt_chars", "new_chars"):
+        check_int(gen.get(key), f"generation.{key}", 1)
+    seed = gen.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"generation.seed must be an integer (or null for a random one), got {seed!r}")
+    strategies = OmegaConf.to_container(gen.strategies, resolve=True) if gen.get("strategies") is not None else {}
+    if not isinstance(strategies, dict):
+        raise ConfigError(f"generation.strategies must map names to decoding options, got {strategies!r}")
+    for name, settings in strategies.items():
+        parse_strategy(name, settings)
+    return strategies
 
 
 # --------------------------------------------------------------------------- loss of a text
@@ -49,6 +93,7 @@ def token_losses(model: GPT, ids: torch.Tensor, stride: int | None = None, batch
     stride = T if stride is None else stride
     if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= T:
         raise ConfigError(f"stride must be an integer between 1 and block_size={T}, got {stride!r}")
+    check_int(batch_size, "batch_size", 1)
     ids = ids.reshape(-1).long()  # corpora may be stored as uint8
     n_pred = ids.numel() - 1
     if n_pred < 1:
@@ -131,21 +176,53 @@ def strategy_settings(settings: Mapping) -> str:
     return " ".join(f"{k}={v}" for k, v in settings.items())
 
 
-@torch.no_grad()
-def decode(model: GPT, prompts: torch.Tensor, new_chars: int, settings: Mapping, seed: int | None) -> torch.Tensor:
-    """Continuations (B, new_chars) of prompts (B, P) by one strategy: beam search when
-    `num_beams` > 1 (one prompt at a time), otherwise sampling with `SamplingConfig(**settings)`."""
+def parse_strategy(name: str, settings) -> tuple[int, float, SamplingConfig | None]:
+    """(num_beams, length_penalty, None) for beam search (num_beams > 1), else (1, 1.0, the
+    sampling config); one line naming `generation.strategies.<name>` when the settings are not valid."""
+    where = f"generation.strategies.{name}"
+    if not isinstance(settings, Mapping):
+        raise ConfigError(
+            f"{where} must be decoding options such as {{temperature: 0.8}}, got {settings!r}; "
+            f"drop the strategy with ~{where}"
+        )
     settings = dict(settings)
+    for key, value in settings.items():
+        if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
     num_beams = settings.pop("num_beams", 1)
+    if not isinstance(num_beams, int) or num_beams < 1:
+        raise ConfigError(f"{where}: num_beams must be an integer >= 1, got {num_beams!r}")
+    length_penalty = settings.pop("length_penalty", None)
     if num_beams > 1:
-        length_penalty = settings.pop("length_penalty", 1.0)
         if settings:
-            raise ConfigError(f"beam search takes only num_beams and length_penalty, not {', '.join(settings)}")
-        return torch.stack([beam_search(model, p[None], new_chars, num_beams, length_penalty)[0].ids for p in prompts])
+            raise ConfigError(
+                f"{where}: beam search (num_beams={num_beams}) takes only num_beams and length_penalty, "
+                f"not {', '.join(settings)}; drop them or use num_beams=1 to sample"
+            )
+        if length_penalty is not None and not isinstance(length_penalty, (int, float)):
+            raise ConfigError(f"{where}: length_penalty must be a number, got {length_penalty!r}")
+        return num_beams, 1.0 if length_penalty is None else float(length_penalty), None
+    if length_penalty is not None:
+        raise ConfigError(f"{where}: length_penalty is for beam search only; add num_beams > 1 or drop it")
+    unknown = [key for key in settings if key not in SamplingConfig.__dataclass_fields__]
+    if unknown:
+        known = ", ".join([*SamplingConfig.__dataclass_fields__, "num_beams", "length_penalty"])
+        raise ConfigError(f"{where}: unknown decoding option {', '.join(unknown)}; the options are {known}")
     try:
-        cfg = SamplingConfig(**settings)
-    except TypeError as e:
-        raise ConfigError(f"unknown decoding option in {strategy_settings(settings)!r}: {e}") from None
+        return 1, 1.0, SamplingConfig(**settings)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+@torch.no_grad()
+def decode(
+    model: GPT, prompts: torch.Tensor, new_chars: int, settings: Mapping, seed: int | None, name: str = "?"
+) -> torch.Tensor:
+    """Continuations (B, new_chars) of prompts (B, P) by strategy `name`: beam search when
+    `num_beams` > 1 (one prompt at a time), otherwise sampling with `SamplingConfig(**settings)`."""
+    num_beams, length_penalty, cfg = parse_strategy(name, settings)
+    if cfg is None:
+        return torch.stack([beam_search(model, p[None], new_chars, num_beams, length_penalty)[0].ids for p in prompts])
     out = generate(model, prompts, new_chars, cfg, generator=make_generator(seed, prompts.device))
     return out[:, prompts.size(1) :]
 
@@ -167,11 +244,8 @@ def generation_table(
     distinct-1/2 and the model's perplexity of its own continuations. The first row, `reference`,
     scores the held-out continuations themselves (distinct-n and perplexity only)."""
     model, tok = loaded.model, loaded.tokenizer
-    if prompt_chars < 1 or new_chars < 1 or prompts < 1:
-        raise ConfigError("generation.prompts, prompt_chars and new_chars must all be >= 1")
+    check_generation_fits(ids.numel(), prompts, prompt_chars, new_chars, tok.kind)
     span = prompt_chars + new_chars
-    if ids.numel() < span:
-        raise DataError(f"the text has {ids.numel()} characters, fewer than prompt_chars + new_chars = {span}")
     device = next(model.parameters()).device
     starts = torch.linspace(0, ids.numel() - span, prompts).long()
     snippets = ids[starts[:, None] + torch.arange(span)].long().to(device)  # (n, P + R)
@@ -190,7 +264,7 @@ def generation_table(
     ]
     samples = {"reference": references}
     for name, settings in strategies.items():
-        out = decode(model, prompt_ids, new_chars, settings, seed)
+        out = decode(model, prompt_ids, new_chars, settings, seed, name)
         texts = [tok.decode(o.tolist()) for o in out]
         targets = [[r] for r in references]
         rows.append(
@@ -234,10 +308,12 @@ def _no_nan(value):
 
 
 def write_results(out_dir: Path, result: dict, samples: dict[str, list[str]]) -> None:
-    """metrics.json (everything), generation.csv (one row per strategy), samples.md (examples)."""
+    """metrics.json (everything), generation.csv (one row per strategy), samples.md (examples).
+    Files are created, never replaced ("x"): a file that appeared since `check_out_dir` is kept."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(_no_nan(result), indent=2) + "\n")
-    with open(out_dir / "generation.csv", "w", newline="") as f:
+    with open(out_dir / "metrics.json", "x") as f:
+        f.write(json.dumps(_no_nan(result), indent=2) + "\n")
+    with open(out_dir / "generation.csv", "x", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=GENERATION_COLUMNS)
         writer.writeheader()
         for row in result["generation"]:
@@ -247,32 +323,40 @@ def write_results(out_dir: Path, result: dict, samples: dict[str, list[str]]) ->
         lines += [f"## {name}", ""]
         for text in texts[:3]:
             lines += ["```", text, "```", ""]
-    (out_dir / "samples.md").write_text("\n".join(lines))
+    with open(out_dir / "samples.md", "x") as f:
+        f.write("\n".join(lines))
 
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate `cfg.ckpt`: print the tables, write metrics.json, generation.csv and samples.md."""
     ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/best.ckpt")
+    strategies = check_options(cfg)
+    out_dir = check_out_dir(cfg.out_dir)
     quantize = cfg.get("quantize")
     device = pick_device(device_for(quantize, cfg.get("device", "auto")))
     quantize = check_quantize(quantize, device)
     loaded = load_model(ckpt, device)
-    loaded.model = quantize_model(loaded.model, quantize)
     data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
+    if loaded.meta.get("task") == "classify" and not data.get("path"):
+        raise ConfigError(
+            f"checkpoint {ckpt} is a classifier (task=classify, labels {', '.join(loaded.meta.get('labels', []))}) "
+            f"trained on labelled data; evaluate measures a language model on a text file: pass "
+            f"data.path=<a text file>, or run python -m minigpt.classify ckpt=... for its predictions"
+        )
+    loaded.model = quantize_model(loaded.model, quantize)
     ids, description = evaluation_ids(loaded, data, cfg.get("unknown", "error"))
+    gen = cfg.generation
+    check_generation_fits(ids.numel(), gen.prompts, gen.prompt_chars, gen.new_chars, loaded.tokenizer.kind)
     stride = cfg.get("stride")
     metrics = loss_metrics(token_losses(loaded.model, ids, stride, cfg.get("batch_size", 64)))
     result = {"checkpoint": str(ckpt), "text": description, "stride": stride or loaded.model.config.block_size}
     result["quantize"] = quantize
     result.update(metrics)
-    gen = cfg.generation
-    strategies = OmegaConf.to_container(gen.strategies, resolve=True)
     rows, samples = generation_table(
         loaded, ids, strategies, gen.prompts, gen.prompt_chars, gen.new_chars, gen.seed, stride
     )
     result["generation"] = rows
     result["generation_settings"] = {k: gen[k] for k in ("prompts", "prompt_chars", "new_chars", "seed")}
-    out_dir = Path(cfg.out_dir)
     write_results(out_dir, result, samples)
     unit = "characters" if loaded.tokenizer.kind == "char" else "tokens (loss, ppl and bpc are per token)"
     print(f"{description}: {metrics['characters']:,} {unit}, stride {result['stride']}\n")

@@ -15,6 +15,7 @@ would freeze the Python branches on the traced length.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from omegaconf import DictConfig
 
 from minigpt.architectures import arch_of
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import friendly_errors, require
+from minigpt.cli import check_writable, friendly_errors, require
 from minigpt.errors import ConfigError, MinigptError
 
 FORMATS = {"exported": ".pt2", "onnx": ".onnx"}
@@ -75,7 +76,9 @@ def export_program(model: nn.Module) -> torch.export.ExportedProgram:
 
 
 def save_exported(program: torch.export.ExportedProgram, path: Path) -> None:
-    torch.export.save(program, path)
+    # opened here, so a folder that cannot be written is an OSError naming it, not torch's RuntimeError
+    with open(path, "wb") as f:
+        torch.export.save(program, f)
 
 
 def save_onnx(program: torch.export.ExportedProgram, path: Path) -> None:
@@ -115,6 +118,37 @@ def sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def check_out(out: Path, ckpt: Path, fmt: str, force: bool) -> None:
+    """One line for an `out` that would lose something or be misnamed: the checkpoint itself, an
+    existing file (unless `force`), a suffix of the other format, or a place that cannot be written."""
+    suffix = FORMATS[fmt]
+    if out.is_dir():
+        raise ConfigError(f"out={out} is a directory; give a file name such as {out / ('model' + suffix)}")
+    for target in (out, sidecar(out)):
+        if target.resolve() == ckpt.resolve() or (target.exists() and ckpt.exists() and target.samefile(ckpt)):
+            raise ConfigError(
+                f"out={out} would overwrite the checkpoint {ckpt}; pass out= another file, such as "
+                f"{ckpt.with_suffix(suffix)}"
+            )
+    if out.suffix.lower() != suffix:
+        other = next((f for f, s in FORMATS.items() if s == out.suffix.lower()), None)
+        if other:
+            raise ConfigError(
+                f"out={out} ends in {out.suffix}, the suffix of format={other}, but format={fmt} writes a "
+                f"{suffix} file; pass out={out.with_suffix(suffix)}, or format={other}"
+            )
+        raise ConfigError(
+            f"out={out} must end in {suffix} for format={fmt}; pass out={out.with_name(out.name + suffix)}"
+        )
+    existing = [str(p) for p in (out, sidecar(out)) if p.exists() or p.is_symlink()]
+    if existing and not force:
+        raise ConfigError(
+            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass force=true to "
+            f"overwrite, or another out="
+        )
+    check_writable(out, "out")
+
+
 def export(loaded: LoadedModel, fmt: str, path: Path) -> Path:
     """Write `loaded.model`'s logits function as `fmt` to `path`, and its metadata next to it.
     Both files are written under temporary names first, so a failure leaves neither behind."""
@@ -127,18 +161,24 @@ def export(loaded: LoadedModel, fmt: str, path: Path) -> Path:
             f"torch.export fixes to the example's length"
         )
     program = export_program(loaded.model)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = sidecar(path)
-    # the temporary names keep the suffix, which torch.export.save checks
+    # hidden temporary names beside the targets, renamed when complete: an interrupted or failed
+    # export leaves no partial file and an earlier export (force=true) intact until then
     tmp_model, tmp_info = (p.with_name(f".tmp-{p.name}") for p in (path, info))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         SAVERS[fmt](program, tmp_model)
         tmp_info.write_text(json.dumps(metadata(loaded, fmt, path), indent=2, ensure_ascii=False) + "\n")
         os.replace(tmp_model, path)
         os.replace(tmp_info, info)
+    except OSError as e:
+        raise MinigptError(
+            f"cannot write out={path} ({e.strerror or e}); pass out= in a writable folder with free space"
+        ) from None
     finally:
-        tmp_model.unlink(missing_ok=True)
-        tmp_info.unlink(missing_ok=True)
+        for tmp in (tmp_model, tmp_info):
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return path
 
 
@@ -148,9 +188,12 @@ def run(cfg: DictConfig) -> Path:
     fmt = check_format(cfg.format)
     if fmt == "onnx":
         require_onnx()  # before the (slower) checkpoint load
-    out = Path(cfg.out).expanduser() if cfg.get("out") else Path(ckpt).expanduser().with_suffix(FORMATS[fmt])
-    if out.is_dir():
-        raise ConfigError(f"out={out} is a directory; give a file name such as {out / ('model' + FORMATS[fmt])}")
+    force = cfg.get("force", False)
+    if not isinstance(force, bool):
+        raise ConfigError(f"force must be true or false, got {force!r}")
+    ckpt_path = Path(ckpt).expanduser()
+    out = Path(cfg.out).expanduser() if cfg.get("out") else ckpt_path.with_suffix(FORMATS[fmt])
+    check_out(out, ckpt_path, fmt, force)  # before the checkpoint load and the export
     loaded = load_model(ckpt, "cpu")
     export(loaded, fmt, out)
     block_size = loaded.model.config.block_size

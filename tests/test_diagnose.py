@@ -4,14 +4,25 @@ residual stream is the model's own, and the command and the notebook produce eve
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import CONF, ROOT, run_cli
+from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 
 from minigpt.checkpoint import load_model
-from minigpt.diagnose import attention_entropy, attention_maps, embedding_pca, position_spread, residual_stream
+from minigpt.diagnose import (
+    attention_entropy,
+    attention_maps,
+    diagnose,
+    embedding_pca,
+    position_spread,
+    residual_stream,
+    run,
+)
+from minigpt.errors import ConfigError, MinigptError
 from minigpt.model import GPT, GPTConfig
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
@@ -99,9 +110,76 @@ def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
     assert all(f"]({name}.png)" in index for name in FIGURES)
     assert [f"### temperature {t}" in index for t in (0.5, 0.8, 1.0, 1.2)] == [True] * 4
 
-    bad = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "text='ROMEO:€'")
+    bad = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}_2", "text='ROMEO:€'")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert "outside the model's vocabulary" in bad.stderr
+    assert not (tmp_path / "diag_2").exists()
+
+    # the same folder again: refused, the first report kept as it was
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "temperatures=abc")
+    assert again.returncode == 2 and again.stderr.strip().count("\n") == 0
+    assert again.stderr.startswith("error: temperatures must be numbers >= 0")  # a traceback before
+    again = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}")
+    assert again.returncode == 2
+    assert again.stderr.startswith(f"error: out_dir={out} already holds attention_layer0.png, attention_layer1.png")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def diagnose_with_config(ckpt, *overrides: str):
+    """What `python -m minigpt.diagnose ckpt=... <overrides>` does, in this process."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose("diagnose", overrides=[f"ckpt={ckpt}", *overrides])
+    return run(cfg)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("bad_text")
+    files = {"binary": bytes(range(256)), "latin1": "Ça va, Grüße".encode("latin-1"), "empty": b""}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {name: folder / name for name in files} | {"folder": folder}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["temperatures=[-1,0]"], "temperatures must be numbers >= 0 (0 = greedy) such as [0.5,1.0], got -1"),
+        (["temperatures=abc"], "temperatures must be numbers >= 0 (0 = greedy) such as [0.5,1.0], got 'abc'"),
+        (["max_new_tokens=-1"], "max_new_tokens must be an integer >= 0, got -1"),
+        (["seed=abc"], "seed must be an integer (or null for a random one), got 'abc'"),
+        (["unknown=xy"], "unknown='xy' is not a policy"),
+        (["text=''"], 'text is empty; pass text="some text" or text_file=PATH'),
+        (["text_file={binary}"], "text_file {binary} is not UTF-8 text (byte 0x80 at offset 128)"),
+        (["text_file={latin1}"], "text_file {latin1} is not UTF-8 text (byte 0xc7 at offset 0)"),
+        (["text_file={empty}"], "text_file {empty} is empty"),
+        (["text_file={folder}"], "text_file {folder} is a directory"),
+    ],
+)
+def test_bad_options_are_one_line_before_anything_is_read_or_written(tmp_path, bad_files, overrides, message):
+    out = tmp_path / "diag"
+    overrides = [o.format(**bad_files) for o in overrides]
+    # a checkpoint that does not exist: each option is refused before it would be read
+    with pytest.raises((ConfigError, MinigptError), match=re.escape(message.format(**bad_files))):
+        diagnose_with_config(tmp_path / "missing.ckpt", f"out_dir={out}", *overrides)
+    assert not out.exists()
+
+
+def test_diagnose_checks_its_arguments_before_writing(loaded, tmp_path):
+    out = tmp_path / "diag"
+    with pytest.raises(ConfigError, match="temperatures must be numbers >= 0"):
+        diagnose(loaded, TEXT, out, temperatures=(0.5, -1.0), max_new_tokens=5)
+    with pytest.raises(ConfigError, match="max_new_tokens must be an integer >= 0"):
+        diagnose(loaded, TEXT, out, max_new_tokens=-1)
+    assert not out.exists()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=re.escape(f"out_dir={blocker} is a file, not a folder")):
+        diagnose(loaded, TEXT, blocker, max_new_tokens=5)
+    with pytest.raises(ConfigError, match=re.escape(f"cannot be written: {blocker} is a file, not a folder")):
+        diagnose(loaded, TEXT, blocker / "diag", max_new_tokens=5)
+    assert blocker.read_text() == "not a folder"
 
 
 def test_notebook_runs_on_a_checkpoint_and_is_stored_without_outputs(tiny_run, monkeypatch):

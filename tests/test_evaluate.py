@@ -6,15 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, run_cli
+from conftest import CONF, ROOT, run_cli, train_cfg
+from hydra import compose, initialize_config_dir
 
 from minigpt.checkpoint import load_model
 from minigpt.data import FixedWindows
-from minigpt.evaluate import GENERATION_COLUMNS, distinct_n, token_losses
+from minigpt.errors import ConfigError, DataError
+from minigpt.evaluate import GENERATION_COLUMNS, distinct_n, run, token_losses
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +95,95 @@ def test_evaluate_cli_prints_and_writes_the_tables(tiny_run, loaded, tmp_path):
     ppl = {r["strategy"]: float(r["self_ppl"]) for r in rows}
     assert ppl["greedy"] < ppl["top_k"]  # greedy picks the most likely character every time
     assert "## beam" in (out / "samples.md").read_text()
+
+
+def evaluate_with_config(ckpt, *overrides: str) -> dict:
+    """What `python evaluate.py ckpt=... <overrides>` does, in this process."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose("evaluate", overrides=[f"ckpt={ckpt}", *overrides])
+    return run(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("batch_size=0", "batch_size must be an integer >= 1, got 0"),
+        ("stride=0", "stride must be an integer >= 1, got 0"),
+        ("generation.prompts=0", "generation.prompts must be an integer >= 1, got 0"),
+        ("generation.seed=abc", "generation.seed must be an integer"),
+        ("unknown=xy", "unknown='xy' is not a policy"),
+        ("+generation.strategies.bad={top_p: 3}", "generation.strategies.bad: top_p must be in (0, 1] or null, got 3"),
+        ("+generation.strategies.bad={foo: 1}", "generation.strategies.bad: unknown decoding option foo"),
+        ("+generation.strategies.beam.top_k=5", "generation.strategies.beam: beam search (num_beams=4) takes only"),
+        ("+generation.strategies.greedy.length_penalty=2", "generation.strategies.greedy: length_penalty is for beam"),
+    ],
+)
+def test_bad_options_are_refused_before_the_checkpoint_is_read(tmp_path, override, message):
+    out = tmp_path / "eval"
+    # a checkpoint that does not exist: each option is refused before it would be read
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        evaluate_with_config(tmp_path / "missing.ckpt", f"out_dir={out}", override)
+    assert not out.exists()
+
+
+def test_token_losses_refuses_a_batch_size_below_one(loaded, ids):
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1, got 0"):
+        token_losses(loaded.model, ids, batch_size=0)
+
+
+def test_a_text_too_short_for_the_prompts_says_what_to_change(tiny_run, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("abc")
+    with pytest.raises(DataError, match="lower generation.prompt_chars or generation.new_chars, or pass a longer"):
+        evaluate_with_config(tiny_run["best_ckpt"], f"data.path={short}", f"out_dir={tmp_path / 'eval'}")
+    # 215 characters hold 215 - (16 + 24) + 1 = 176 distinct places for a prompt and its continuation
+    short.write_text("To be, or not to be: that is the question.\n" * 5)
+    with pytest.raises(ConfigError, match=r"generation.prompts=1000 but the text of 215 characters has only 176 "):
+        evaluate_with_config(
+            tiny_run["best_ckpt"],
+            f"data.path={short}",
+            f"out_dir={tmp_path / 'eval'}",
+            "generation.prompts=1000",
+            "generation.prompt_chars=16",
+            "generation.new_chars=24",
+        )
+    assert not (tmp_path / "eval").exists()
+
+
+def test_earlier_results_and_unwritable_folders_are_refused_before_evaluating(tiny_run, tmp_path):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "metrics.json").write_text('{"loss": 1.0}\n')
+    result = run_cli(str(ROOT / "evaluate.py"), f"ckpt={tiny_run['best_ckpt']}", f"out_dir={earlier}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"error: out_dir={earlier} already holds metrics.json; pass out_dir=<a new folder> (the default is a "
+        f"new timestamped one) or move those files away"
+    )
+    assert [p.name for p in earlier.iterdir()] == ["metrics.json"]
+    assert (earlier / "metrics.json").read_text() == '{"loss": 1.0}\n'
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=re.escape(f"out_dir={blocker} is a file, not a folder")):
+        evaluate_with_config(tiny_run["best_ckpt"], f"out_dir={blocker}")
+    with pytest.raises(ConfigError, match=re.escape(f"cannot be written: {blocker} is a file, not a folder")):
+        evaluate_with_config(tiny_run["best_ckpt"], f"out_dir={blocker / 'eval'}")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_classifier_checkpoint_is_named_as_such(tiny_run, labelled_file, tmp_path):
+    from minigpt.training import train
+
+    cfg = train_cfg(
+        tmp_path / "classifier",
+        labelled_file,
+        "task=classify",
+        f"init_from={tiny_run['best_ckpt']}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+    )
+    classifier = train(cfg)["best_ckpt"]
+    with pytest.raises(ConfigError, match=r"is a classifier \(task=classify, labels name, verse\).*pass data.path="):
+        evaluate_with_config(classifier, f"out_dir={tmp_path / 'eval'}")
+    assert not (tmp_path / "eval").exists()

@@ -3,8 +3,10 @@ block_size, and comes with the vocabulary and config it needs; bad input writes 
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import shutil
 import sys
 
 import pytest
@@ -15,13 +17,13 @@ from hydra import compose, initialize_config_dir
 from minigpt.architectures import build_model
 from minigpt.checkpoint import LoadedModel, load_model
 from minigpt.errors import ConfigError, MinigptError
-from minigpt.export import check_format, export, require_onnx, run, sidecar
+from minigpt.export import SAVERS, check_format, export, require_onnx, run, sidecar
 
 
-def export_with_config(ckpt, fmt: str, out) -> None:
+def export_with_config(ckpt, fmt: str, out, *overrides: str) -> None:
     """What `python -m minigpt.export ckpt=... format=... out=...` does, in this process."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("export", overrides=[f"ckpt={ckpt}", f"format={fmt}", f"out={out}"])
+        cfg = compose("export", overrides=[f"ckpt={ckpt}", f"format={fmt}", f"out={out}", *overrides])
     run(cfg)
 
 
@@ -105,3 +107,77 @@ def test_missing_onnx_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` fail
     with pytest.raises(MinigptError, match=r'needs the package\(s\) onnxscript: pip install -e "\.\[export\]"'):
         require_onnx()
+
+
+def test_out_that_is_the_checkpoint_is_refused_even_with_force(tiny_run, tmp_path):
+    ckpt = tmp_path / "best.ckpt"
+    shutil.copy(tiny_run["last_ckpt"], ckpt)
+    before = ckpt.read_bytes()
+    result = run_cli("-m", "minigpt.export", f"ckpt={ckpt}", f"out={ckpt}", "force=true")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: out={ckpt} would overwrite the checkpoint {ckpt}; pass out= another file, such as "
+        f"{tmp_path / 'best.pt2'}"
+    )
+    assert ckpt.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]
+
+
+def test_an_existing_export_is_kept_unless_force(tiny_run, tmp_path):
+    out = tmp_path / "tiny.pt2"
+    out.write_text("an earlier export")
+    with pytest.raises(ConfigError, match=re.escape(f"{out} already exists; pass force=true to overwrite")):
+        export_with_config(tiny_run["last_ckpt"], "exported", out)
+    assert out.read_text() == "an earlier export" and not sidecar(out).exists()
+    export_with_config(tiny_run["last_ckpt"], "exported", out, "force=true")
+    assert torch.export.load(out) is not None and json.loads(sidecar(out).read_text())["file"] == "tiny.pt2"
+    with pytest.raises(ConfigError, match="force must be true or false"):
+        export_with_config(tiny_run["last_ckpt"], "exported", out, "force=yes")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "message"),
+    [
+        (
+            "onnx",
+            "m.pt2",
+            "ends in .pt2, the suffix of format=exported, but format=onnx writes a .onnx file; "
+            "pass out={dir}/m.onnx, or format=exported",
+        ),
+        (
+            "exported",
+            "m.onnx",
+            "ends in .onnx, the suffix of format=onnx, but format=exported writes a .pt2 file; "
+            "pass out={dir}/m.pt2, or format=onnx",
+        ),
+        ("exported", "m.bin", "must end in .pt2 for format=exported; pass out={dir}/m.bin.pt2"),
+    ],
+)
+def test_an_out_suffix_that_contradicts_the_format_is_refused(tiny_run, tmp_path, fmt, name, message):
+    with pytest.raises(ConfigError, match=re.escape(message.format(dir=tmp_path))):
+        export_with_config(tiny_run["last_ckpt"], fmt, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_out_is_one_line_before_the_export(tiny_run, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where a folder is expected")
+    result = run_cli("-m", "minigpt.export", f"ckpt={tiny_run['last_ckpt']}", f"out={blocker / 'm.pt2'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: out={blocker / 'm.pt2'} cannot be written: {blocker} is a file, not a folder; pass another out"
+    )
+
+
+def test_a_failed_write_keeps_the_earlier_export_and_leaves_no_partial_file(tiny_run, tmp_path, monkeypatch):
+    out = tmp_path / "tiny.pt2"
+    out.write_text("an earlier export")
+
+    def disk_full(program, path):
+        path.write_bytes(b"half an export")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setitem(SAVERS, "exported", disk_full)  # a full disk is not cheap to make for real
+    with pytest.raises(MinigptError, match=re.escape(f"cannot write out={out} (No space left on device)")):
+        export_with_config(tiny_run["last_ckpt"], "exported", out, "force=true")
+    assert out.read_text() == "an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt2"]
