@@ -98,7 +98,7 @@ def check_trainer_config(cfg: DictConfig) -> None:
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
         raise ConfigError(f"trainer.gradient_clip_val must be a number >= 0 (null or 0: no clipping), got {clip!r}")
     check_numbers(
-        cfg.get("optim") or {}, "optim", positive=("lr", "adam_lr", "eps"), non_negative=("weight_decay", "momentum")
+        cfg.get("optim") or {}, "optim", positive=("eps",), non_negative=("lr", "adam_lr", "weight_decay", "momentum")
     )
     windows = (cfg.get("data") or {}).get("val_windows")
     if windows is not None and (isinstance(windows, bool) or not isinstance(windows, int) or windows < 1):
