@@ -174,3 +174,20 @@ def check_out_dir(out_dir: str | Path) -> Path:
             )
     check_writable(out_dir, "out_dir")
     return out_dir
+
+
+def read_text_file(value: str, option: str, instead: str) -> str:
+    """The UTF-8 text of the file an option names (`prompt_file`, `text_file`), or one line saying
+    what is wrong with it and what to pass `instead`."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise MinigptError(f"{option} {path} is a directory; pass a UTF-8 text file or {instead}")
+    if not path.is_file():
+        raise MinigptError(f"{option} {path} does not exist; pass an existing UTF-8 file or {instead}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise MinigptError(
+            f"{option} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            f"pass a UTF-8 text file or {instead}"
+        ) from None

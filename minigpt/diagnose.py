@@ -25,7 +25,7 @@ from matplotlib.patches import Rectangle
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import check_int, check_out_dir, check_unknown, friendly_errors, require
+from minigpt.cli import check_int, check_out_dir, check_unknown, friendly_errors, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.evaluate import token_losses
 from minigpt.generation import pick_device
@@ -337,20 +337,9 @@ def read_text(cfg: DictConfig) -> str:
         if text is None or str(text) == "":
             raise ConfigError('text is empty; pass text="some text" or text_file=PATH')
         return str(text)
-    path = Path(cfg.text_file).expanduser()
-    if path.is_dir():
-        raise MinigptError(f"text_file {path} is a directory; pass a UTF-8 text file or text=...")
-    if not path.is_file():
-        raise MinigptError(f"text_file {path} does not exist; pass an existing UTF-8 file or text=...")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise MinigptError(
-            f"text_file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-            f"pass a UTF-8 text file or text=..."
-        ) from None
+    text = read_text_file(cfg.text_file, "text_file", "text=...")
     if not text:
-        raise MinigptError(f"text_file {path} is empty; pass a file with some text, or text=...")
+        raise MinigptError(f"text_file {cfg.text_file} is empty; pass a file with some text, or text=...")
     return text
 
 

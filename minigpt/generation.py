@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import require
+from minigpt.cli import read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
@@ -33,15 +32,7 @@ def pick_device(name: str) -> torch.device:
 
 def read_prompt(cfg: DictConfig) -> str:
     if cfg.get("prompt_file"):
-        path = Path(cfg.prompt_file).expanduser()
-        if path.is_dir():
-            raise MinigptError(f"prompt_file {path} is a directory; pass a text file")
-        if not path.is_file():
-            raise MinigptError(f"prompt_file {path} does not exist")
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise MinigptError(f"prompt_file {path} is not UTF-8 text") from None
+        return read_text_file(cfg.prompt_file, "prompt_file", "prompt=...")
     prompt = cfg.get("prompt")
     return "" if prompt is None else str(prompt)
 

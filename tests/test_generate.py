@@ -79,7 +79,7 @@ def test_interactive_mode_reads_prompts_until_an_empty_line(tiny_run):
         (["num_beams=2", "length_penalty=abc"], "length_penalty must be a number"),
         (["num_beams=3", "top_p=0.9"], "num_beams=3 is beam search, which does not sample, so top_p would be ignored"),
         (["num_beams=2", "num_samples=3"], "num_samples=3 > num_beams=2"),
-        (["prompt_file=/"], "prompt_file / is a directory; pass a text file"),
+        (["prompt_file=/"], "prompt_file / is a directory; pass a UTF-8 text file or prompt=..."),
         (["device=cuda:7"] if not torch.cuda.is_available() else ["device=nope"], "device"),
     ],
 )
