@@ -48,25 +48,22 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
-        try:
+        with user_errors(reraise=_in_multirun):
             return fn(cfg)
-        except (MinigptError, OmegaConfBaseException, OSError) as e:
-            if _in_multirun():
-                raise
-            fail(one_line(e))
-        except KeyboardInterrupt:
-            fail("interrupted", code=130)
 
     return wrapper
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """The same one line and exit code 2 for scripts outside Hydra (the benchmarks):
-    `with user_errors(): main()`."""
+def user_errors(reraise: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """One line and exit code 2 for a user error raised in the block, as `friendly_errors` gives
+    Hydra entry points; scripts outside Hydra (the benchmarks) use `with user_errors(): main()`.
+    The error is re-raised instead when `reraise()` says so (a Hydra multirun job)."""
     try:
         yield
     except (MinigptError, OmegaConfBaseException, OSError) as e:
+        if reraise():
+            raise
         fail(one_line(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
@@ -149,6 +146,13 @@ def check_int(value, name: str, low: int, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}{'; ' + hint if hint else ''}")
     return value
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    """`seed` if it is an integer or null (a random seed), else one line naming the option."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"{name} must be an integer (or null for a random one), got {seed!r}")
+    return seed
 
 
 def check_unknown(unknown) -> str:

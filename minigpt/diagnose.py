@@ -25,7 +25,7 @@ from matplotlib.patches import Rectangle
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import check_int, check_out_dir, check_unknown, friendly_errors, read_text_file, require
+from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, friendly_errors, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.evaluate import token_losses
 from minigpt.generation import pick_device
@@ -325,8 +325,7 @@ def check_temperatures(value) -> tuple[float, ...]:
 def check_sampling(max_new_tokens, seed) -> None:
     """The options of the samples, checked before anything is computed or written."""
     check_int(max_new_tokens, "max_new_tokens", 0, "the length of each sample")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"seed must be an integer (or null for a random one), got {seed!r}")
+    check_seed(seed)
 
 
 def read_text(cfg: DictConfig) -> str:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import check_int, check_out_dir, check_unknown, require
+from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, require
 from minigpt.data import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.generation import pick_device
@@ -68,9 +68,7 @@ def check_options(cfg: DictConfig) -> dict:
     gen = cfg.generation
     for key in ("prompts", "prompt_chars", "new_chars"):
         check_int(gen.get(key), f"generation.{key}", 1)
-    seed = gen.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"generation.seed must be an integer (or null for a random one), got {seed!r}")
+    check_seed(gen.get("seed"), "generation.seed")
     strategies = OmegaConf.to_container(gen.strategies, resolve=True) if gen.get("strategies") is not None else {}
     if not isinstance(strategies, dict):
         raise ConfigError(f"generation.strategies must map names to decoding options, got {strategies!r}")

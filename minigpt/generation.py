@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import read_text_file, require
+from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
@@ -60,14 +60,12 @@ def sampling_config(cfg: DictConfig) -> SamplingConfig:
 
 
 def check_counts(cfg: DictConfig) -> None:
-    """The options that are not sampling settings: counts, seed, switches, beam search's."""
+    """The options that are not sampling settings: counts, seed, the unknown-character policy,
+    switches, beam search's."""
     for key, low in (("max_new_tokens", 0), ("num_samples", 1), ("num_beams", 1)):
-        value = cfg.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
-    seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"seed must be an integer (or null for a random one), got {seed!r}")
+        check_int(cfg.get(key), key, low)
+    check_seed(cfg.get("seed"))
+    check_unknown(cfg.get("unknown", "error"))
     for key in ("use_cache", "stream", "interactive"):
         if not isinstance(cfg.get(key, False), bool):
             raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
@@ -164,8 +162,6 @@ def run(cfg: DictConfig) -> None:
     ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/last.ckpt")
     check_counts(cfg)
     sampling_config(cfg)  # validate before the (slower) checkpoint load
-    if cfg.unknown not in ("error", "skip") and len(str(cfg.unknown)) != 1:
-        raise ConfigError(f"unknown={cfg.unknown!r}: use error, skip or a single character")
     if cfg.seed is not None:
         torch.manual_seed(cfg.seed)
     quantize = cfg.get("quantize")

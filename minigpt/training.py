@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.checkpoint import check_resumable
 from minigpt.checkpoint_io import SafeCheckpointIO
-from minigpt.cli import build, fail, quiet_libraries, run_dir_of
+from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
@@ -101,14 +101,10 @@ def check_trainer_config(cfg: DictConfig) -> None:
         cfg.get("optim") or {}, "optim", positive=("eps",), non_negative=("lr", "adam_lr", "weight_decay", "momentum")
     )
     windows = (cfg.get("data") or {}).get("val_windows")
-    if windows is not None and (isinstance(windows, bool) or not isinstance(windows, int) or windows < 1):
-        raise ConfigError(
-            f"data.val_windows must be an integer >= 1 (null: the whole validation split), got {windows!r}"
-        )
+    if windows is not None:
+        check_int(windows, "data.val_windows", 1, "null: the whole validation split")
     sample = cfg.get("sample") or {}
-    n = sample.get("max_new_tokens", 0)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ConfigError(f"sample.max_new_tokens must be an integer >= 0 (0: no end-of-run sample), got {n!r}")
+    check_int(sample.get("max_new_tokens", 0), "sample.max_new_tokens", 0, "0: no end-of-run sample")
     check_numbers(sample, "sample", non_negative=("temperature",))
     every = (cfg.get("checkpoint") or {}).get("every_n_steps", 100)
     if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
