@@ -3,9 +3,6 @@ and reading with `weights_only=True` (the same safe path as generate.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from minigpt.checkpoint import read_checkpoint
+from minigpt.cli import atomic_write
 from minigpt.errors import CheckpointError, TrainingDiverged
 
 
@@ -26,30 +24,9 @@ def non_finite_weights(state_dict: dict[str, Any]) -> list[str]:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """`torch.save` to a temporary file in the same folder, fsync, then rename over `path`: a
-    crash or a full disk at any moment leaves either the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """`torch.save` through `atomic_write`: a crash or a full disk at any moment leaves either the
+    old checkpoint or the new one, never half."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -14,13 +14,12 @@ kept unless `--force` is given; bad input is one line and exit code 2.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
-import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
+
+from minigpt.cli import atomic_write, fail, read_text_file, user_errors
 
 HEADING = re.compile(r"[A-Z][A-Za-z' ]*:")
 
@@ -59,33 +58,6 @@ def balance(examples: list[tuple[str, str]], seed: int) -> list[tuple[str, str]]
     return kept
 
 
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def read_corpus(path: Path) -> str:
-    if not path.is_file():
-        fail(f"corpus {path} does not exist; pass a play-formatted text file such as data/tinyshakespeare/input.txt")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        fail(f"corpus {path} is not UTF-8 text (byte {e.start}); convert it, e.g. with iconv -t utf-8")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path)
@@ -99,7 +71,8 @@ def main() -> None:
         fail(f"--speakers={args.speakers}: a classifier needs at least 2 speakers")
     if args.out.exists() and not args.force:
         fail(f"{args.out} already exists; pick another output path or pass --force to replace it")
-    examples = make_examples(read_corpus(args.corpus), args.task, args.speakers)
+    text = read_text_file(args.corpus, "corpus", "data/tinyshakespeare/input.txt")
+    examples = make_examples(text, args.task, args.speakers)
     labels = {label for label, _ in examples}
     if len(labels) < 2:
         fail(
@@ -107,11 +80,13 @@ def main() -> None:
             f"with a line 'NAME:' (as Tiny Shakespeare does), by at least 2 speakers for --task speaker"
         )
     examples = balance(examples, args.seed)
-    write_atomic(args.out, "".join(f"{label}\t{line}\n" for label, line in examples))
+    tsv = "".join(f"{label}\t{line}\n" for label, line in examples)
+    atomic_write(args.out, lambda f: f.write(tsv.encode("utf-8")))
     counts = Counter(label for label, _ in examples)
     summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
     print(f"{len(examples)} examples written to {args.out}: {summary}")
 
 
 if __name__ == "__main__":
-    main()
+    with user_errors():  # a missing or non-UTF-8 corpus, an unwritable output: one line, exit 2
+        main()
