@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -223,3 +224,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinity (in nested dicts and lists too) made None: JSON has
+    neither, and `json.dumps` would write tokens other tools refuse."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value

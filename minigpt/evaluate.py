@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 
 from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, require
+from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, json_safe, require
 from minigpt.data import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.generation import pick_device
@@ -296,21 +296,12 @@ def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def _no_nan(value):
-    """JSON has no NaN: write null instead."""
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def write_results(out_dir: Path, result: dict, samples: dict[str, list[str]]) -> None:
     """metrics.json (everything), generation.csv (one row per strategy), samples.md (examples).
     Files are created, never replaced ("x"): a file that appeared since `check_out_dir` is kept."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "metrics.json", "x") as f:
-        f.write(json.dumps(_no_nan(result), indent=2) + "\n")
+        f.write(json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
     with open(out_dir / "generation.csv", "x", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=GENERATION_COLUMNS)
         writer.writeheader()

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.checkpoint import check_resumable
 from minigpt.checkpoint_io import SafeCheckpointIO
-from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of
+from minigpt.cli import build, check_int, fail, json_safe, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.module import LitGPT
 from minigpt.plots import plot_loss_curve
@@ -289,6 +289,5 @@ def finish(cfg: DictConfig, module: LitGPT, run_dir: Path, summary: dict, logger
         summary["sample"] = text
     curve = plot_loss_curve(run_dir / "tensorboard", run_dir / "loss_curve.png", title=f"{run_dir.name}")
     summary["loss_curve"] = str(curve) if curve else None
-    # strict JSON: a metric that was never measured (no validation before a stop) is null, not NaN
-    strict = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
-    (run_dir / "summary.json").write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")
+    # a metric that was never measured (no validation before a stop) is null
+    (run_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
