@@ -32,9 +32,12 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "slow or not slow" $(ARGS)
 
+# style, format, the layer contracts (pyproject.toml [tool.importlinter]) and function length
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_function_length.py
 
 format: setup
 	$(BIN)/ruff format .

@@ -46,7 +46,7 @@ def main() -> None:
 
     import torch
 
-    from minigpt.data import CharDataModule
+    from minigpt.data.corpus import CharDataModule
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "corpus.txt"

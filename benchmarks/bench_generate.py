@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from minigpt.checkpoint import load_model
+from minigpt.checkpoint.load import load_model
 from minigpt.model import GPT, GPTConfig
 from minigpt.sampling import SamplingConfig, generate
 

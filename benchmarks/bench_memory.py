@@ -40,7 +40,7 @@ def measure(model_name: str, batch: int, block: int, attn_impl: str) -> dict:
     import torch.nn.functional as F
     from hydra import compose, initialize_config_dir
 
-    from minigpt.training import build_module
+    from minigpt.training.run import build_module
 
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(version_base="1.3", config_dir=str(conf)):

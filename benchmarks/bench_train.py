@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from minigpt.cli import quiet_libraries
-from minigpt.training import build_module
+from minigpt.training.run import build_module
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

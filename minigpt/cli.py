@@ -6,14 +6,14 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -45,30 +45,81 @@ def one_line(e: BaseException) -> str:
 
 
 def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Turn user errors raised by `fn` into one line and exit code 2. In a Hydra multirun the
-    error is re-raised instead, so Hydra records that job as failed and runs the others."""
+    """Turn user errors raised by `fn` into one line and exit code 2. In a Hydra multirun a failed
+    job is one line naming the job, and the sweep goes on with the others (`SweepOutcome` then
+    exits 2)."""
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
-        with user_errors(reraise=_in_multirun):
+        if _in_multirun():
+            return _sweep_job(fn, cfg)
+        with user_errors():
             return fn(cfg)
 
     return wrapper
 
 
 @contextlib.contextmanager
-def user_errors(reraise: Callable[[], bool] = lambda: False) -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """One line and exit code 2 for a user error raised in the block, as `friendly_errors` gives
-    Hydra entry points; scripts outside Hydra (the benchmarks) use `with user_errors(): main()`.
-    The error is re-raised instead when `reraise()` says so (a Hydra multirun job)."""
+    Hydra entry points; scripts outside Hydra (the benchmarks) use `with user_errors(): main()`."""
     try:
         yield
-    except (MinigptError, OmegaConfBaseException, OSError) as e:
-        if reraise():
-            raise
+    except USER_ERRORS as e:
         fail(one_line(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+
+
+USER_ERRORS = (MinigptError, OmegaConfBaseException, OSError)
+# the jobs of this process's sweep that failed with a user error, for SweepOutcome
+FAILED_JOBS: list[str] = []
+
+
+def _sweep_job(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """One job of a multirun: a user error is printed as one line naming the job. Hydra's basic
+    sweeper then goes on with the other jobs (the job returns NaN and `SweepOutcome` exits 2 at
+    the end); a search sweeper (Optuna) gets the error itself and records a failed trial."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return fn(cfg)
+    except USER_ERRORS as e:
+        hydra_cfg = HydraConfig.get()
+        label = f"job {hydra_cfg.job.num} ({','.join(swept_overrides()) or 'no overrides'})"
+        print(f"error: {label}: {one_line(e)}", file=sys.stderr, flush=True)
+        if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            raise
+        FAILED_JOBS.append(label)
+        return math.nan
+
+
+def swept_overrides() -> list[str]:
+    """This job's values of what the sweep varies (`model.pos_encoding=rope`): the overrides whose
+    key the command line sweeps (`a=1,2`, `range(...)`, `choice(...)`); all of the job's overrides
+    when that cannot be told (a search sweeper, a job in another process); [] outside a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not HydraConfig.initialized():
+        return []
+    task = list(HydraConfig.get().overrides.task)
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+    except Exception:  # an argument Hydra's parser does not read: name the job by all its overrides
+        return task
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    mine = [o for o in task if o.split("=", 1)[0].lstrip("+~") in swept]
+    return mine or task
+
+
+class SweepOutcome(Callback):
+    """A Hydra callback (conf/train.yaml): after a sweep in which jobs failed, one line listing
+    them and exit code 2, instead of the traceback Hydra would print for the first failure."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if FAILED_JOBS:
+            fail(f"{len(FAILED_JOBS)} job(s) of the sweep failed: {'; '.join(FAILED_JOBS)} (each error is above)")
 
 
 def _in_multirun() -> bool:
@@ -197,40 +248,3 @@ def read_text_file(value: str, option: str, instead: str) -> str:
             f"{option} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
             f"pass a UTF-8 text file or {instead}"
         ) from None
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """`write(f)` into a temporary file in the same folder, fsync, then rename over `path`: a crash
-    or a full disk at any moment leaves either the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with every NaN or infinity (in nested dicts and lists too) made None: JSON has
-    neither, and `json.dumps` would write tokens other tools refuse."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value

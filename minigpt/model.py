@@ -20,6 +20,7 @@ POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
 ATTN_IMPLS = ("manual", "sdpa")
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
+CHOICES = {"pos_encoding": POS_ENCODINGS, "attn_impl": ATTN_IMPLS, "norm": NORMS, "activation": ACTIVATIONS}
 
 
 @dataclass
@@ -45,8 +46,7 @@ class GPTConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
-        ints = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
-        for name in ints:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"model.{name} must be an integer, got {value!r}")
@@ -55,26 +55,22 @@ class GPTConfig:
         for name in ("bias", "residual", "scale_attn", "tie_weights", "qk_norm", "swap_qk"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"model.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}"
+                )
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """Combinations of sizes that the layers cannot be built with."""
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
                 f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}; "
                 f"pick n_head from {[h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0][:8]}..."
             )
-        choices = {
-            "pos_encoding": POS_ENCODINGS,
-            "attn_impl": ATTN_IMPLS,
-            "norm": NORMS,
-            "activation": ACTIVATIONS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"model.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}"
-                )
         if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2 != 0:
             raise ConfigError(f"rope needs an even head size, but n_embd/n_head = {self.n_embd // self.n_head}")
         if self.pos_encoding == "sinusoidal" and self.n_embd % 2 != 0:
@@ -228,10 +224,15 @@ class CausalSelfAttention(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        alibi: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
         cache: KVCache | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C) -> (B, T, C), and the attention weights (B, nh, T, S) when asked for.
+
+        `bias` (nh or 1, T, S) is added to the scores: -inf on the future, plus ALiBi's distance
+        penalty; GPT builds it once per forward (`GPT.attention_bias`). None means plain causal
+        attention over T == S positions, which the fused kernel masks by itself."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         if self.cfg.swap_qk:  # both are learned linear maps, so this should change nothing
@@ -245,29 +246,18 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs)
-        S = k.size(2)
 
-        dropout_p = self.attn_dropout.p if self.training else 0.0
-        if self.cfg.attn_impl == "sdpa" and not need_weights:
-            if alibi is None and T == S:  # no cache: the kernel builds the causal mask itself
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=self.scale)
-            elif alibi is None and T == 1:  # one new token may look at every cached one
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=self.scale)
-            else:
-                mask = causal_mask(T, S, x.device)
-                if alibi is not None:
-                    mask = alibi.masked_fill(~mask, float("-inf")).to(q.dtype)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=self.scale)
-            weights = None
+        weights = None
+        if self.cfg.attn_impl == "sdpa" and not need_weights:  # torch's fused kernel, same math
+            mask = None if bias is None else bias.to(q.dtype)
+            dropout_p = self.attn_dropout.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=bias is None, scale=self.scale
+            )
         else:
-            att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
-            if alibi is not None:
-                att = att + alibi  # (nh, T, S): a penalty growing linearly with distance
-            att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
-            att = F.softmax(att, dim=-1)
-            weights = att
-            att = self.attn_dropout(att)
-            y = att @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
+            att = (q @ k.transpose(-2, -1)) * self.scale + bias  # (B, nh, T, S); -inf on the future
+            weights = F.softmax(att, dim=-1)  # each row: a distribution over the positions it may see
+            y = self.attn_dropout(weights) @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y)), weights
 
@@ -304,8 +294,8 @@ class Block(nn.Module):
         self.ln_2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, rope=None, alibi=None, cache=None, need_weights=False):
-        a, weights = self.attn(self.ln_1(x), rope, alibi, cache, need_weights)
+    def forward(self, x, rope=None, bias=None, cache=None, need_weights=False):
+        a, weights = self.attn(self.ln_1(x), rope, bias, cache, need_weights)
         x = x + a if self.residual else a
         m = self.mlp(self.ln_2(x))
         x = x + m if self.residual else m
@@ -379,25 +369,38 @@ class GPT(nn.Module):
         positions = torch.arange(past, past + T, device=idx.device)  # positions of the new tokens
 
         x = self.transformer.wte(idx)  # (B, T, C)
-        rope = alibi = None
+        rope = None
         if cfg.pos_encoding == "learned":
             x = x + self.transformer.wpe(positions)
         elif cfg.pos_encoding == "sinusoidal":
             x = x + self.wpe_table[past : past + T]
         elif cfg.pos_encoding == "rope":
             rope = rope_cos_sin(positions, cfg.head_size, cfg.rope_base)
-        elif cfg.pos_encoding == "alibi":
-            # key j sits (S-T+i) - j places before query i; only the distance matters
-            S = past + T
-            distance = torch.arange(S - T, S, device=idx.device)[:, None] - torch.arange(S, device=idx.device)[None, :]
-            alibi = -self.alibi_slopes[:, None, None] * distance.clamp(min=0)  # (nh, T, S)
+        dense = need_weights or cfg.attn_impl == "manual"
+        bias = self.attention_bias(T, past, dense, idx.device)
         x = self.transformer.drop(x)
 
         weights = []
         for block in self.transformer.h:
-            x, w = block(x, rope, alibi, cache, need_weights)
+            x, w = block(x, rope, bias, cache, need_weights)
             weights.append(w)
         return self.transformer.ln_f(x), weights  # (B, T, C)
+
+    def attention_bias(self, T: int, past: int, dense: bool, device: torch.device) -> torch.Tensor | None:
+        """What every layer adds to its attention scores for T new positions after `past` cached
+        ones: (nh or 1, T, S) with -inf on the future (the causal mask) and, with ALiBi, a penalty
+        growing linearly with distance. None for plain causal attention over T == S positions
+        when `dense` is not asked for: the fused kernel then masks by itself, fastest."""
+        S = past + T
+        alibi = self.config.pos_encoding == "alibi"
+        if not dense and not alibi and past == 0:
+            return None
+        bias = torch.zeros(1, T, S, device=device).masked_fill(~causal_mask(T, S, device), float("-inf"))
+        if alibi:
+            # key j sits (S-T+i) - j places before query i; only the distance matters
+            distance = torch.arange(S - T, S, device=device)[:, None] - torch.arange(S, device=device)[None, :]
+            bias = bias - self.alibi_slopes[:, None, None] * distance.clamp(min=0)  # (nh, T, S)
+        return bias
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T); with a cache, T new tokens follow the cached ones."""

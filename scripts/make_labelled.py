@@ -19,7 +19,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from minigpt.cli import atomic_write, fail, read_text_file, user_errors
+from minigpt.cli import fail, read_text_file, user_errors
+from minigpt.io import atomic_write
 
 HEADING = re.compile(r"[A-Z][A-Za-z' ]*:")
 

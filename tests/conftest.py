@@ -87,7 +87,7 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> s
 def tiny_run(small_corpus: Path, tmp_path_factory) -> dict:
     """One real training run of the tiny model (a few seconds), shared by the tests that need
     a checkpoint."""
-    from minigpt.training import train
+    from minigpt.training.run import train
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     cfg = train_cfg(

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli, train_cfg
 
-from minigpt.checkpoint import check_resumable, load_model
-from minigpt.data import CharDataModule, encode_corpus
+from minigpt.checkpoint.load import check_resumable, load_model
+from minigpt.data.corpus import CharDataModule, encode_corpus
 from minigpt.errors import CheckpointError, ConfigError, DataError, VocabularyError
 from minigpt.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_serialized
-from minigpt.training import train
+from minigpt.training.run import train
 
 ODD = "naïve café — 😀 日本語\r\ttabs  and   spaces\n\n\n"
 

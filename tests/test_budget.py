@@ -5,8 +5,8 @@ import math
 import pytest
 from conftest import train_cfg
 
-from minigpt.plots import read_scalars
-from minigpt.training import train
+from minigpt.figures import read_scalars
+from minigpt.training.run import train
 
 
 def test_budget_stops_training_validates_and_ends_the_schedule(tmp_path, small_corpus):
@@ -20,7 +20,7 @@ def test_budget_stops_training_validates_and_ends_the_schedule(tmp_path, small_c
         "scheduler.decay_fraction=0.5",
         "trainer.log_every_n_steps=1",
         "callbacks=none",
-        "+callbacks.time_budget._target_=minigpt.budget.TimeBudget",
+        "+callbacks.time_budget._target_=minigpt.training.budget.TimeBudget",
         "+callbacks.time_budget.seconds=3",
     )
     summary = train(cfg)
@@ -36,5 +36,5 @@ def test_budget_stops_training_validates_and_ends_the_schedule(tmp_path, small_c
 
 def test_cpu_90s_recipe_composes_and_runs(tmp_path, small_corpus):
     cfg = train_cfg(tmp_path, small_corpus, "experiment=cpu_90s", "model.n_layer=1", "callbacks.time_budget.seconds=2")
-    assert cfg.optim._target_ == "minigpt.optim.MuonAdamW" and cfg.model.qk_norm
+    assert cfg.optim._target_ == "minigpt.training.optim.MuonAdamW" and cfg.model.qk_norm
     assert train(cfg)["steps"] > 0

@@ -20,7 +20,7 @@ def events_files(run_dir: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def callback_run(small_corpus, tmp_path_factory) -> dict:
-    from minigpt.training import train
+    from minigpt.training.run import train
 
     run_dir = tmp_path_factory.mktemp("callback_run")
     cfg = train_cfg(
@@ -116,7 +116,7 @@ def test_character_embeddings_in_the_projector(callback_run):
 
 
 def test_callbacks_none_records_no_dashboards_but_keeps_the_sample(small_corpus, tmp_path):
-    from minigpt.training import train
+    from minigpt.training.run import train
 
     cfg = train_cfg(
         tmp_path,

@@ -9,11 +9,11 @@ import torch
 from conftest import ROOT, run_cli, train_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from minigpt.checkpoint import load_model
-from minigpt.classify import classify_texts, load_classifier, pool
+from minigpt.checkpoint.load import load_model
+from minigpt.data.labelled import read_labelled
 from minigpt.errors import ConfigError, DataError, VocabularyError
-from minigpt.labelled import read_labelled
-from minigpt.training import train
+from minigpt.training.classifier import classify_texts, load_classifier, pool
+from minigpt.training.run import train
 
 STEPS = 40
 
@@ -76,7 +76,7 @@ def test_hparams_tab_shows_the_classifier_accuracy(classifier_run):
 def test_the_saved_classifier_predicts_what_validation_measured(classifier_run, labelled_file):
     """Accuracy of `classify_texts` on the validation examples equals the logged val/acc of the
     same weights (last.ckpt is the weights of the last validation, step 39)."""
-    from minigpt.labelled import LabelledDataModule
+    from minigpt.data.labelled import LabelledDataModule
 
     classifier = load_classifier(classifier_run["last_ckpt"])
     assert classifier.labels == ["name", "verse"]
@@ -162,7 +162,7 @@ def test_cli_trains_and_predicts(tiny_run, labelled_file, tmp_path):
     args = [*common, f"data.path={labelled_file}", "trainer.max_steps=40", "trainer.val_check_interval=20"]
     result = run_cli(str(ROOT / "train.py"), *args, "optim.lr=3e-3", f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    result = run_cli("-m", "minigpt.classify", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "text=ROMEO:")
+    result = run_cli("-m", "minigpt", "classify", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "text=ROMEO:")
     assert result.returncode == 0, result.stderr[-2000:]
     label, *rows = result.stdout.splitlines()
     assert label == "name" and rows[0].split()[0] == "name" and len(rows) == 2

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from minigpt.data import CharDataModule, FixedWindows, RandomWindows, read_corpus, resolve_corpus
+from minigpt.data.corpus import CharDataModule, FixedWindows, RandomWindows, read_corpus, resolve_corpus
 from minigpt.errors import DataError
 
 
@@ -27,7 +27,7 @@ def http_dir(tmp_path):
 
 
 def test_download_verifies_the_real_hash_and_caches(http_dir, shakespeare, tmp_path):
-    from minigpt.data import SHAKESPEARE_SHA256
+    from minigpt.data.corpus import SHAKESPEARE_SHA256
 
     www, base = http_dir
     (www / "input.txt").write_bytes(shakespeare.read_bytes())

@@ -12,18 +12,12 @@ from conftest import CONF, ROOT, run_cli
 from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 
-from minigpt.checkpoint import load_model
-from minigpt.diagnose import (
-    attention_entropy,
-    attention_maps,
-    diagnose,
-    embedding_pca,
-    position_spread,
-    residual_stream,
-    run,
-)
+from minigpt.analysis.diagnose import diagnose, run
+from minigpt.checkpoint.load import load_model
 from minigpt.errors import ConfigError, MinigptError
+from minigpt.figures import embedding_pca
 from minigpt.model import GPT, GPTConfig
+from minigpt.probes import attention_entropy, attention_maps, position_spread, residual_stream
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
 FIGURES = {
@@ -99,7 +93,9 @@ def test_embedding_pca_explains_the_most_variance_first(loaded):
 
 def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
     out = tmp_path / "diag"
-    result = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "max_new_tokens=20")
+    result = run_cli(
+        "-m", "minigpt", "diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "max_new_tokens=20"
+    )
     assert result.returncode == 0, result.stderr
     assert {p.stem for p in out.glob("*.png")} == FIGURES
     height, width, _ = imread(out / "attention_layer0.png").shape  # 2 heads + their mean side by side
@@ -110,24 +106,24 @@ def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
     assert all(f"]({name}.png)" in index for name in FIGURES)
     assert [f"### temperature {t}" in index for t in (0.5, 0.8, 1.0, 1.2)] == [True] * 4
 
-    bad = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}_2", "text='ROMEO:€'")
+    bad = run_cli("-m", "minigpt", "diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}_2", "text='ROMEO:€'")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert "outside the model's vocabulary" in bad.stderr
     assert not (tmp_path / "diag_2").exists()
 
     # the same folder again: refused, the first report kept as it was
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    again = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "temperatures=abc")
+    again = run_cli("-m", "minigpt", "diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "temperatures=abc")
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0
     assert again.stderr.startswith("error: temperatures must be numbers >= 0")  # a traceback before
-    again = run_cli("-m", "minigpt.diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}")
+    again = run_cli("-m", "minigpt", "diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}")
     assert again.returncode == 2
     assert again.stderr.startswith(f"error: out_dir={out} already holds attention_layer0.png, attention_layer1.png")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def diagnose_with_config(ckpt, *overrides: str):
-    """What `python -m minigpt.diagnose ckpt=... <overrides>` does, in this process."""
+    """What `python -m minigpt diagnose ckpt=... <overrides>` does, in this process."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         cfg = compose("diagnose", overrides=[f"ckpt={ckpt}", *overrides])
     return run(cfg)
@@ -182,7 +178,11 @@ def test_diagnose_checks_its_arguments_before_writing(loaded, tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
-def test_notebook_runs_on_a_checkpoint_and_is_stored_without_outputs(tiny_run, monkeypatch):
+def test_notebook_trains_its_own_model_in_a_fresh_clone_and_is_stored_without_outputs(
+    shakespeare, tmp_path, monkeypatch
+):
+    """With no MINIGPT_CKPT (a fresh clone has no run), the notebook trains the tiny model itself,
+    through the project's own train(), then draws every figure from that checkpoint."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     path = ROOT / "notebooks" / "diagnostics.ipynb"
@@ -190,7 +190,9 @@ def test_notebook_runs_on_a_checkpoint_and_is_stored_without_outputs(tiny_run, m
     code = [c for c in stored["cells"] if c["cell_type"] == "code"]
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), "strip the outputs"
 
-    monkeypatch.setenv("MINIGPT_CKPT", tiny_run["best_ckpt"])
+    monkeypatch.delenv("MINIGPT_CKPT", raising=False)
+    monkeypatch.setenv("MINIGPT_SHAKESPEARE", str(shakespeare))
+    monkeypatch.setenv("MINIGPT_OUTPUTS", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -198,4 +200,5 @@ def test_notebook_runs_on_a_checkpoint_and_is_stored_without_outputs(tiny_run, m
     images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
     assert images >= 6
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert tiny_run["best_ckpt"] in printed
+    (ckpt,) = tmp_path.glob("notebook/*/checkpoints/best.ckpt")
+    assert "trained model=tiny for 300 steps" in printed and str(ckpt) in printed

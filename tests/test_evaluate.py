@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from conftest import CONF, ROOT, run_cli, train_cfg
 from hydra import compose, initialize_config_dir
 
-from minigpt.checkpoint import load_model
-from minigpt.data import FixedWindows
+from minigpt.analysis.evaluate import GENERATION_COLUMNS, distinct_n, run, token_losses
+from minigpt.checkpoint.load import load_model
+from minigpt.data.corpus import FixedWindows
 from minigpt.errors import ConfigError, DataError
-from minigpt.evaluate import GENERATION_COLUMNS, distinct_n, run, token_losses
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_earlier_results_and_unwritable_folders_are_refused_before_evaluating(ti
 
 
 def test_a_classifier_checkpoint_is_named_as_such(tiny_run, labelled_file, tmp_path):
-    from minigpt.training import train
+    from minigpt.training.run import train
 
     cfg = train_cfg(
         tmp_path / "classifier",

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import ROOT, compose_train, run_cli, train_cfg
 
+from minigpt.analysis.report import report
 from minigpt.architectures import build_model
-from minigpt.checkpoint import load_model
-from minigpt.report import report
+from minigpt.checkpoint.load import load_model
 from minigpt.sampling import SamplingConfig, generate
-from minigpt.training import train
+from minigpt.training.run import train
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 ABLATIONS = sorted(p.stem for p in (ROOT / "conf" / "ablation").glob("*.yaml"))
@@ -144,7 +144,10 @@ def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path, smal
 
 def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     result = sweep(tmp_path, small_corpus, "model.n_head=2,3")  # n_embd=16 with 3 heads fails
-    assert result.returncode != 0  # Hydra reports the failed job after running the others
+    assert result.returncode == 2  # the other jobs ran; the failed one is one line, and named again at the end
+    assert "error: job 1 (model.n_head=3): model.n_embd=16 is not divisible" in result.stderr
+    assert "1 job(s) of the sweep failed: job 1 (model.n_head=3) (each error is above)" in result.stderr
+    assert "Traceback" not in result.stderr
     assert "not divisible" in result.stderr
     rep = report(tmp_path, curves=("train/loss", "no/such_tag"))
     printed = capsys.readouterr().out
@@ -175,6 +178,6 @@ def test_report_on_a_wrong_folder_is_one_line(tmp_path):
         ),
         (tmp_path, f"error: no Hydra jobs (folders with .hydra/) under {tmp_path}"),
     ):
-        result = run_cli("-m", "minigpt.report", str(folder))
+        result = run_cli("-m", "minigpt", "report", f"dir={folder}")
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [line]

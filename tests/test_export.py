@@ -1,4 +1,4 @@
-"""python -m minigpt.export: each format computes the eager model's logits, at any length up to
+"""python -m minigpt export: each format computes the eager model's logits, at any length up to
 block_size, and comes with the vocabulary and config it needs; bad input writes nothing."""
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from conftest import CONF, run_cli
 from hydra import compose, initialize_config_dir
 
 from minigpt.architectures import build_model
-from minigpt.checkpoint import LoadedModel, load_model
+from minigpt.checkpoint.format import LoadedModel
+from minigpt.checkpoint.load import load_model
 from minigpt.errors import ConfigError, MinigptError
-from minigpt.export import SAVERS, check_format, export, require_onnx, run, sidecar
+from minigpt.inference.export import SAVERS, check_format, export, require_onnx, run, sidecar
 
 
 def export_with_config(ckpt, fmt: str, out, *overrides: str) -> None:
-    """What `python -m minigpt.export ckpt=... format=... out=...` does, in this process."""
+    """What `python -m minigpt export ckpt=... format=... out=...` does, in this process."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         cfg = compose("export", overrides=[f"ckpt={ckpt}", f"format={fmt}", f"out={out}", *overrides])
     run(cfg)
@@ -83,7 +84,7 @@ def test_onnx_export_matches_the_eager_model_at_other_lengths(tiny_run, loaded, 
 
 def test_bad_format_prints_one_line_and_writes_nothing(tiny_run, tmp_path):
     out = tmp_path / "exports" / "model.pt2"
-    result = run_cli("-m", "minigpt.export", f"ckpt={tiny_run['last_ckpt']}", "format=tflite", f"out={out}")
+    result = run_cli("-m", "minigpt", "export", f"ckpt={tiny_run['last_ckpt']}", "format=tflite", f"out={out}")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: format='tflite' is unknown; choose one of exported, onnx"
     assert list(tmp_path.iterdir()) == []
@@ -113,7 +114,7 @@ def test_out_that_is_the_checkpoint_is_refused_even_with_force(tiny_run, tmp_pat
     ckpt = tmp_path / "best.ckpt"
     shutil.copy(tiny_run["last_ckpt"], ckpt)
     before = ckpt.read_bytes()
-    result = run_cli("-m", "minigpt.export", f"ckpt={ckpt}", f"out={ckpt}", "force=true")
+    result = run_cli("-m", "minigpt", "export", f"ckpt={ckpt}", f"out={ckpt}", "force=true")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: out={ckpt} would overwrite the checkpoint {ckpt}; pass out= another file, such as "
@@ -161,7 +162,7 @@ def test_an_out_suffix_that_contradicts_the_format_is_refused(tiny_run, tmp_path
 def test_an_unwritable_out_is_one_line_before_the_export(tiny_run, tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where a folder is expected")
-    result = run_cli("-m", "minigpt.export", f"ckpt={tiny_run['last_ckpt']}", f"out={blocker / 'm.pt2'}")
+    result = run_cli("-m", "minigpt", "export", f"ckpt={tiny_run['last_ckpt']}", f"out={blocker / 'm.pt2'}")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: out={blocker / 'm.pt2'} cannot be written: {blocker} is a file, not a folder; pass another out"

@@ -9,11 +9,11 @@ import torch
 from conftest import ROOT, run_cli
 from hydra import compose, initialize_config_dir
 
-from minigpt.checkpoint import load_model
+from minigpt.checkpoint.gpt2 import load_gpt2
+from minigpt.checkpoint.load import load_model
 from minigpt.cli import friendly_errors
 from minigpt.errors import CheckpointError
-from minigpt.generation import run
-from minigpt.gpt2 import load_gpt2
+from minigpt.inference.generation import run
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import BPETokenizer
 

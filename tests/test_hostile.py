@@ -13,12 +13,12 @@ from conftest import ROOT, run_cli, train_cfg
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from minigpt.checkpoint import load_model
-from minigpt.data import CharDataModule, encode_corpus, iter_corpus, read_corpus
+from minigpt.checkpoint.load import load_model
+from minigpt.data.corpus import CharDataModule, encode_corpus, iter_corpus, read_corpus
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirError, VocabularyError
 from minigpt.sampling import SamplingConfig, generate, make_generator
 from minigpt.tokenizer import CharTokenizer
-from minigpt.training import train
+from minigpt.training.run import train
 
 # text with the characters that break naive readers: line endings, multi-byte UTF-8, emoji
 PIECES = list(string.printable) + ["\r\n", "\r", "é", "€", "中", "🙂"]

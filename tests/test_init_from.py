@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, run_cli, train_cfg
 
-from minigpt.checkpoint import load_model
-from minigpt.data import CharDataModule
+from minigpt.checkpoint.init_from import explicit_model_options, fine_tune_model_config, load_pretrained
+from minigpt.checkpoint.load import load_model
+from minigpt.data.corpus import CharDataModule
 from minigpt.errors import ConfigError, DataError
-from minigpt.plots import read_scalars
-from minigpt.pretrained import explicit_model_options, fine_tune_model_config, load_pretrained
-from minigpt.training import build_task, train
+from minigpt.figures import read_scalars
+from minigpt.training.run import build_task, train
 
 
 @pytest.fixture(scope="module")

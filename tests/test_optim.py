@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.model import GPT, GPTConfig
-from minigpt.module import LitGPT
-from minigpt.optim import MuonAdamW, orthogonalize
+from minigpt.training.module import LitGPT
+from minigpt.training.optim import MuonAdamW, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(64, 256), (256, 64)])

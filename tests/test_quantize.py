@@ -8,11 +8,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from conftest import ROOT, run_cli
 
-from minigpt.checkpoint import load_model
+from minigpt.analysis.evaluate import token_losses
+from minigpt.checkpoint.load import load_model
 from minigpt.errors import ConfigError
-from minigpt.evaluate import token_losses
+from minigpt.inference.quantize import check_quantize, device_for, is_quantized, quantize_int8, state_dict_bytes
 from minigpt.model import GPT, GPTConfig
-from minigpt.quantize import check_quantize, device_for, is_quantized, quantize_int8, state_dict_bytes
 from minigpt.sampling import SamplingConfig, generate
 
 

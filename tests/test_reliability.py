@@ -10,15 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import QUIET, ROOT, run_cli, train_cfg
 
-from minigpt.checkpoint import load_model, read_checkpoint
-from minigpt.checkpoint_io import SafeCheckpointIO
-from minigpt.data import CharDataModule, FixedWindows
+from minigpt.checkpoint.format import read_checkpoint
+from minigpt.checkpoint.load import load_model
+from minigpt.data.corpus import CharDataModule, FixedWindows
 from minigpt.errors import CheckpointError, TrainingDiverged
-from minigpt.training import train
+from minigpt.training.checkpoint_io import SafeCheckpointIO
+from minigpt.training.run import train
 
 # dropout on, so that resuming must also reproduce the random state, not only the batches
 RUN = (
@@ -96,7 +98,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(sig, reference, sm
 
 
 def test_same_seed_same_loss_curve(small_corpus, tmp_path):
-    from minigpt.plots import read_scalars
+    from minigpt.figures import read_scalars
 
     short = (*RUN, "trainer.max_steps=8", "trainer.val_check_interval=8")
     curves = []
@@ -122,24 +124,89 @@ def test_checkpoint_writes_are_atomic(tmp_path):
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
 
 
-@pytest.mark.parametrize(("lr", "message"), [("1e6", "weights are not finite"), ("1e12", "loss is nan")])
-def test_divergence_stops_with_the_step_and_keeps_a_finite_checkpoint(lr, message, small_corpus, tmp_path):
+class PoisonGradient(L.Callback):
+    """Sets one gradient entry to `value` before the optimizer step of step `at_step`: the weights
+    then hold a NaN or an infinity after that step on any CPU, whatever its rounding."""
+
+    def __init__(self, at_step: int, value: float) -> None:
+        self.at_step, self.value = at_step, value
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step == self.at_step:
+            next(p for p in pl_module.parameters() if p.grad is not None).grad.view(-1)[0] = self.value
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_non_finite_weights_stop_the_run_and_keep_a_finite_checkpoint(value, small_corpus, tmp_path):
     cfg = train_cfg(
         tmp_path,
         small_corpus,
-        "optim=sgd",
-        f"optim.lr={lr}",
-        "scheduler.warmup_steps=10",
         "trainer.max_steps=20",
         "trainer.val_check_interval=20",
+        "trainer.gradient_clip_val=0",  # clipping would spread a NaN; without it an inf stays an inf
         "checkpoint.every_n_steps=1",
+        "+callbacks.poison._target_=test_reliability.PoisonGradient",
+        "+callbacks.poison.at_step=6",
+        f"+callbacks.poison.value={value}",
     )
-    with pytest.raises(TrainingDiverged, match=rf"{message} at step \d+.*last good checkpoint: .*last.ckpt") as e:
+    with pytest.raises(TrainingDiverged, match=r"weights are not finite at step 7.*last good checkpoint: .*last.ckpt"):
         train(cfg)
-    step = int(str(e.value).split("at step ")[1].split()[0].rstrip(":"))
     kept = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    assert kept["global_step"] <= step
+    assert kept["global_step"] == 6
     assert all(torch.isfinite(t).all() for t in kept["state_dict"].values())
+
+
+def test_a_nan_loss_stops_the_run_at_its_step(small_corpus, tmp_path):
+    # a NaN in a weight read by every forward makes the next loss NaN: the run stops there,
+    # before the optimizer spreads it, even where no checkpoint is due
+    cfg = train_cfg(
+        tmp_path,
+        small_corpus,
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=20",
+        "checkpoint.every_n_steps=100",
+        "+callbacks.poison._target_=test_reliability.PoisonGradient",
+        "+callbacks.poison.at_step=4",
+        "+callbacks.poison.value=nan",
+    )
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 5.*last good checkpoint"):
+        train(cfg)
+
+
+class InflateLogits(L.Callback):
+    """Multiplies the output layer by `factor` before step `at_step`: the logits grow so large that
+    the loss jumps far above its start while staying finite."""
+
+    def __init__(self, at_step: int, factor: float) -> None:
+        self.at_step, self.factor = at_step, factor
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            with torch.no_grad():
+                pl_module.model.lm_head.weight.mul_(self.factor)
+
+
+def test_a_finite_but_exploding_loss_is_warned_about_once(small_corpus, tmp_path, caplog):
+    cfg = train_cfg(
+        tmp_path,
+        small_corpus,
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=8",
+        "+callbacks.inflate._target_=test_reliability.InflateLogits",
+        "+callbacks.inflate.at_step=3",
+        "+callbacks.inflate.factor=1000",
+    )
+    with caplog.at_level("WARNING", logger="minigpt"):
+        train(cfg)
+    warnings = [r.getMessage() for r in caplog.records if "far above" in r.getMessage()]
+    assert len(warnings) == 1 and "at step 3" in warnings[0] and "optim.lr" in warnings[0]
+
+
+def test_a_normal_run_gives_no_divergence_warning(small_corpus, tmp_path, caplog):
+    cfg = train_cfg(tmp_path, small_corpus, "trainer.max_steps=8", "trainer.val_check_interval=8")
+    with caplog.at_level("WARNING", logger="minigpt"):
+        train(cfg)
+    assert not [r for r in caplog.records if "far above" in r.getMessage()]
 
 
 def test_resume_refuses_a_crafted_pickle_without_running_code(small_corpus, tmp_path, evil_checkpoint):

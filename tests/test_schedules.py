@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from minigpt.errors import ConfigError
-from minigpt.schedules import constant, cosine, wsd
+from minigpt.training.schedules import constant, cosine, wsd
 
 
 def lrs(make, steps, **kw):

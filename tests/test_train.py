@@ -9,9 +9,9 @@ import torch
 from conftest import ROOT, compose_train, run_cli, train_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from minigpt.checkpoint import load_model
+from minigpt.checkpoint.load import load_model
 from minigpt.errors import ConfigError, DataError
-from minigpt.training import train
+from minigpt.training.run import train
 
 GROUP_OPTIONS = [
     f"{group}={option.stem}"
@@ -63,7 +63,7 @@ def test_tiny_model_overfits_a_tiny_corpus(tmp_path, shakespeare):
 
 
 def read_tb(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from minigpt.plots import read_scalars
+    from minigpt.figures import read_scalars
 
     return read_scalars(run_dir / "tensorboard")
 

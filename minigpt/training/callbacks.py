@@ -22,16 +22,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from minigpt.diagnose import (
-    attention_maps,
-    entropy,
-    next_token_logits,
-    plot_attention,
-    plot_attention_mean,
-    sample_text,
-    show_char,
-)
+from minigpt.figures import plot_attention, plot_attention_mean, show_char
 from minigpt.model import GPT
+from minigpt.probes import attention_maps, entropy, next_token_logits, sample_text
 
 # the scalars TensorBoard's HPARAMS tab shows next to each run's hyperparameters (a language
 # model's; a LightningModule with its own `hparam_metrics` attribute, the classifier, overrides it)

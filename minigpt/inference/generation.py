@@ -12,10 +12,11 @@ import time
 import torch
 from omegaconf import DictConfig
 
-from minigpt.checkpoint import LoadedModel, load_model
+from minigpt.checkpoint.format import LoadedModel
+from minigpt.checkpoint.load import load_model
 from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
-from minigpt.quantize import check_quantize, device_for, quantize_model
+from minigpt.inference.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
 
 

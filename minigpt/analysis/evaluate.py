@@ -21,13 +21,15 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 
-from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, json_safe, require
-from minigpt.data import CharDataModule, read_corpus, resolve_corpus
+from minigpt.checkpoint.format import LoadedModel
+from minigpt.checkpoint.load import load_model
+from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, require
+from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
-from minigpt.generation import pick_device
+from minigpt.inference.generation import pick_device
+from minigpt.inference.quantize import check_quantize, device_for, quantize_model
+from minigpt.io import json_safe
 from minigpt.model import GPT
-from minigpt.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
 
 log = logging.getLogger("minigpt")
@@ -330,7 +332,7 @@ def run(cfg: DictConfig) -> dict:
         raise ConfigError(
             f"checkpoint {ckpt} is a classifier (task=classify, labels {', '.join(loaded.meta.get('labels', []))}) "
             f"trained on labelled data; evaluate measures a language model on a text file: pass "
-            f"data.path=<a text file>, or run python -m minigpt.classify ckpt=... for its predictions"
+            f"data.path=<a text file>, or run python -m minigpt classify ckpt=... for its predictions"
         )
     loaded.model = quantize_model(loaded.model, quantize)
     ids, description = evaluation_ids(loaded, data, cfg.get("unknown", "error"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -12,12 +13,16 @@ from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from minigpt.architectures import arch_of, build_model
-from minigpt.budget import TimeBudget
-from minigpt.checkpoint import CHECKPOINT_KEY, FORMAT_VERSION
+from minigpt.checkpoint.format import CHECKPOINT_KEY, FORMAT_VERSION
 from minigpt.errors import TrainingDiverged
 from minigpt.tokenizer import tokenizer_from_serialized, tokenizer_meta
+from minigpt.training.budget import TimeBudget
 
 LN2 = math.log(2)
+# a training loss above this multiple of the first step's loss is reported as divergence
+DIVERGENCE_FACTOR = 2.0
+
+log = logging.getLogger("minigpt")
 
 
 class LitGPT(L.LightningModule):
@@ -44,6 +49,8 @@ class LitGPT(L.LightningModule):
         # token-weighted mean of the loss over a whole evaluation pass
         self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.best_val_loss = math.inf
+        self.first_loss: float | None = None  # the first training step's loss, for the divergence warning
+        self.warned_divergence = False
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)
@@ -74,7 +81,23 @@ class LitGPT(L.LightningModule):
                 f"lower optim.lr or trainer.gradient_clip_val"
             )
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self._watch_divergence(float(loss.detach()))
         return loss
+
+    def _watch_divergence(self, loss: float) -> None:
+        """Warn once when the loss, still finite, rises to more than twice its first value (the
+        perplexity squared): the run is diverging, and the user should not wait for the end."""
+        if self.first_loss is None:
+            self.first_loss = loss
+        elif loss > DIVERGENCE_FACTOR * self.first_loss and not self.warned_divergence:
+            self.warned_divergence = True
+            log.warning(
+                "the training loss %.3g at step %d is far above where it started (%.3g): training is "
+                "diverging; lower optim.lr or set trainer.gradient_clip_val",
+                loss,
+                self.global_step,
+                self.first_loss,
+            )
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

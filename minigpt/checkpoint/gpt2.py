@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
-from minigpt.checkpoint import FORMAT_VERSION, LoadedModel
+from minigpt.checkpoint.format import FORMAT_VERSION, LoadedModel
 from minigpt.errors import CheckpointError, ConfigError
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import BPETokenizer

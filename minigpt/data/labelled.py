@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from minigpt.data import UnpaddedShards, read_corpus
+from minigpt.data.corpus import UnpaddedShards, read_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.tokenizer import Tokenizer
 

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from minigpt.checkpoint import read_checkpoint
-from minigpt.cli import atomic_write
+from minigpt.checkpoint.format import read_checkpoint
 from minigpt.errors import CheckpointError, TrainingDiverged
+from minigpt.io import atomic_write
 
 
 def non_finite_weights(state_dict: dict[str, Any]) -> list[str]:

@@ -19,15 +19,16 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from minigpt.callbacks import HParamsSummary, TextSamples, final_sample
-from minigpt.checkpoint import check_resumable
-from minigpt.checkpoint_io import SafeCheckpointIO
-from minigpt.cli import build, check_int, fail, json_safe, quiet_libraries, run_dir_of
+from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
+from minigpt.checkpoint.load import check_resumable
+from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
-from minigpt.module import LitGPT
-from minigpt.plots import plot_loss_curve
-from minigpt.pretrained import check_vocabulary, use_pretrained
-from minigpt.reliability import GracefulStop, LastCheckpoint, StepSeed
+from minigpt.figures import plot_loss_curve
+from minigpt.io import json_safe
+from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
+from minigpt.training.checkpoint_io import SafeCheckpointIO
+from minigpt.training.module import LitGPT
+from minigpt.training.reliability import GracefulStop, LastCheckpoint, StepSeed
 
 log = logging.getLogger("minigpt")
 
@@ -48,7 +49,7 @@ def build_task(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModul
     """The data module and LightningModule of `cfg.task`: a language model, from scratch or
     fine-tuned from `init_from` (minigpt/pretrained.py), or a classifier (minigpt/classify.py)."""
     if task_of(cfg) == "classify":
-        from minigpt.classify import build_classifier
+        from minigpt.training.classifier import build_classifier
 
         return build_classifier(cfg)
     pretrained = use_pretrained(cfg)  # with init_from, cfg.model is now the checkpoint's

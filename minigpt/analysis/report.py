@@ -1,4 +1,4 @@
-"""Summarise a sweep: python -m minigpt.report outputs/<task>/multiruns/<time> [--out DIR]
+"""Summarise a sweep: python -m minigpt report outputs/<task>/multiruns/<time> [--out DIR]
 
 Reads every job directory of a Hydra multirun (its overrides, summary.json and TensorBoard
 logs), prints a table, and writes `report.csv` plus plots: validation-loss curves overlaid,
@@ -8,7 +8,6 @@ failed or are still running appear with their status and whatever they logged.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -20,9 +19,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from minigpt.errors import MinigptError  # noqa: E402
-from minigpt.plots import read_scalars  # noqa: E402
+from minigpt.figures import read_scalars  # noqa: E402
 
 
 def load_job(job_dir: Path) -> dict:
@@ -250,26 +250,10 @@ def report(
     return {"jobs": jobs, "keys": keys, "files": written}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m minigpt.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("sweep_dir", help="a Hydra multirun folder, e.g. outputs/ablations/multiruns/<time>")
-    p.add_argument("--out", help="where to write report.csv and the plots (default: the sweep folder)")
-    p.add_argument(
-        "--curves",
-        nargs="+",
-        default=[],
-        metavar="TAG",
-        help="also overlay these TensorBoard scalars of every job, e.g. grad_norm/layer0 train/loss",
-    )
-    p.add_argument("--log-y", action="store_true", help="log scale for the --curves plots")
-    args = p.parse_args(argv)
-    report(args.sweep_dir, args.out, curves=tuple(args.curves), log_y=args.log_y)
-
-
-if __name__ == "__main__":
-    from minigpt.cli import user_errors
-
-    with user_errors():
-        main()
+def run(cfg: DictConfig) -> dict:
+    """What `python -m minigpt report dir=...` does (conf/report.yaml)."""
+    if not cfg.get("dir"):
+        raise MinigptError("dir is required: pass dir=outputs/<task>/multiruns/<time>")
+    curves = cfg.get("curves") or ()
+    curves = (curves,) if isinstance(curves, str) else tuple(str(c) for c in curves)
+    return report(cfg.dir, cfg.get("out"), curves=curves, log_y=bool(cfg.get("log_y")))

@@ -1,7 +1,7 @@
 """Export a checkpoint's logits function to a file that runs without minigpt.
 
-    python -m minigpt.export ckpt=.../best.ckpt format=exported   # torch.export program, .pt2
-    python -m minigpt.export ckpt=.../best.ckpt format=onnx       # ONNX, for any ONNX runtime
+    python -m minigpt export ckpt=.../best.ckpt format=exported   # torch.export program, .pt2
+    python -m minigpt export ckpt=.../best.ckpt format=onnx       # ONNX, for any ONNX runtime
 
 What is exported is `model(idx)` without a KV cache: int64 token ids (batch, seq) in, float32
 logits (batch, seq, vocab_size) out, for any batch size and any seq from 1 to block_size.
@@ -23,14 +23,14 @@ import sys
 import warnings
 from pathlib import Path
 
-import hydra
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
 from minigpt.architectures import arch_of
-from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.cli import check_writable, friendly_errors, require
+from minigpt.checkpoint.format import LoadedModel
+from minigpt.checkpoint.load import load_model
+from minigpt.cli import check_writable, require
 from minigpt.errors import ConfigError, MinigptError
 
 FORMATS = {"exported": ".pt2", "onnx": ".onnx"}
@@ -203,13 +203,3 @@ def run(cfg: DictConfig) -> Path:
         file=sys.stderr,
     )
     return out
-
-
-@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
-@friendly_errors
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
-if __name__ == "__main__":
-    main()

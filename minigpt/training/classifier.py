@@ -1,6 +1,6 @@
 """Sequence classification on a pre-trained GPT: a pooling of its final hidden states and a
 linear layer over the labels, trained by `python train.py task=classify init_from=...`, used by
-`python -m minigpt.classify ckpt=... text="..."`.
+`python -m minigpt classify ckpt=... text="..."`.
 """
 
 from __future__ import annotations
@@ -9,20 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.classification import MulticlassAccuracy
 
-from minigpt.checkpoint import CHECKPOINT_KEY, read_checkpoint
-from minigpt.cli import build, friendly_errors, require
+from minigpt.checkpoint.format import CHECKPOINT_KEY, read_checkpoint
+from minigpt.checkpoint.init_from import use_pretrained
+from minigpt.cli import build, require
+from minigpt.data.labelled import encode_texts
 from minigpt.errors import CheckpointError, ConfigError, VocabularyError
-from minigpt.labelled import encode_texts
-from minigpt.module import LitGPT
-from minigpt.pretrained import use_pretrained
 from minigpt.tokenizer import Tokenizer, serialized_of_meta
+from minigpt.training.module import LitGPT
 
 POOLINGS = ("last", "mean")
 MONITORS = ("val/acc", "val/loss")
@@ -210,9 +209,9 @@ def classify_texts(classifier: LoadedClassifier, texts: list[str]) -> list[dict[
     return [dict(zip(classifier.labels, row.tolist(), strict=True)) for row in probs]
 
 
-@hydra.main(config_path="../conf", config_name="classify", version_base="1.3")
-@friendly_errors
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> dict[str, float]:
+    """What `python -m minigpt classify` does: print the most likely label and every label's
+    probability for `cfg.text`; return the probabilities."""
     classifier = load_classifier(require(cfg, "ckpt", "pass ckpt=outputs/<run>/checkpoints/best.ckpt"))
     text = require(cfg, "text", 'pass text="..."')
     (probs,) = classify_texts(classifier, [str(text)])
@@ -221,7 +220,4 @@ def main(cfg: DictConfig) -> None:
     print(best)
     for label, p in sorted(probs.items(), key=lambda kv: -kv[1]):
         print(f"  {label:<{width}}  {p:.3f}")
-
-
-if __name__ == "__main__":
-    main()
+    return probs

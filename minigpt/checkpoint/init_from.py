@@ -14,8 +14,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from minigpt.architectures import arch_of
-from minigpt.checkpoint import LoadedModel, load_model
-from minigpt.data import iter_corpus
+from minigpt.checkpoint.format import LoadedModel
+from minigpt.checkpoint.load import load_model
+from minigpt.data.corpus import iter_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.tokenizer import Tokenizer
 

@@ -1,0 +1,204 @@
+"""Look inside a trained model: figures of attention, residual stream, embeddings, logits and
+per-character loss, plus samples at several temperatures.
+
+`python -m minigpt diagnose ckpt=... text="..."` writes them as PNGs with an index.md; the
+training callbacks and notebooks/diagnostics.ipynb draw the same figures with the same functions.
+Figures are `matplotlib.figure.Figure` objects made without pyplot, so nothing keeps them alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from minigpt.analysis.evaluate import token_losses
+from minigpt.checkpoint.format import LoadedModel
+from minigpt.checkpoint.load import load_model
+from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, read_text_file, require
+from minigpt.errors import ConfigError, MinigptError
+from minigpt.figures import (
+    plot_attention,
+    plot_attention_mean,
+    plot_char_loss,
+    plot_embedding_pca,
+    plot_logits,
+    plot_residual_norms,
+)
+from minigpt.inference.generation import pick_device
+from minigpt.probes import (
+    attention_entropy,
+    attention_maps,
+    next_token_logits,
+    position_spread,
+    residual_stream,
+    sample_text,
+)
+from minigpt.tokenizer import Tokenizer
+
+log = logging.getLogger("minigpt")
+TEMPERATURES = (0.5, 0.8, 1.0, 1.2)
+
+
+def encode(tokenizer: Tokenizer, text: str, unknown: str = "error") -> torch.Tensor:
+    """Ids (T,) of `text`; one clear error when nothing of it is left."""
+    ids = tokenizer.encode(text, unknown=unknown)
+    if len(ids) < 2:
+        raise MinigptError("the text needs at least 2 characters of the model's vocabulary; give a longer text")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def per_character(tokenizer: Tokenizer, ids: torch.Tensor, losses: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """The text of `ids` and, for each of its characters after the first, the loss of the token
+    holding it (with characters as tokens: the losses themselves; the first token has none)."""
+    if tokenizer.kind == "char":
+        return tokenizer.decode(ids.tolist()), losses
+    pieces = [tokenizer.decode([i]) for i in ids.tolist()]
+    per_token = [float("nan")] + losses.tolist()
+    values = [loss for piece, loss in zip(pieces, per_token) for _ in piece]
+    return "".join(pieces), torch.tensor(values[1:])
+
+
+def check_temperatures(value) -> tuple[float, ...]:
+    """The sampling temperatures: a list of numbers >= 0 (0 = greedy), or one number; null means
+    the default four and an empty list no samples."""
+    if value is None:
+        return TEMPERATURES
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for t in items:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise ConfigError(f"temperatures must be numbers >= 0 (0 = greedy) such as [0.5,1.0], got {t!r}")
+    return tuple(float(t) for t in items)
+
+
+def check_sampling(max_new_tokens, seed) -> None:
+    """The options of the samples, checked before anything is computed or written."""
+    check_int(max_new_tokens, "max_new_tokens", 0, "the length of each sample")
+    check_seed(seed)
+
+
+def read_text(cfg: DictConfig) -> str:
+    """The text to look at: `text_file` when given (UTF-8), else `text`; one line when it is
+    missing, not text, or empty."""
+    if not cfg.get("text_file"):
+        text = cfg.get("text")
+        if text is None or str(text) == "":
+            raise ConfigError('text is empty; pass text="some text" or text_file=PATH')
+        return str(text)
+    text = read_text_file(cfg.text_file, "text_file", "text=...")
+    if not text:
+        raise MinigptError(f"text_file {cfg.text_file} is empty; pass a file with some text, or text=...")
+    return text
+
+
+def diagnose(
+    loaded: LoadedModel,
+    text: str,
+    out_dir: str | Path,
+    temperatures: tuple[float, ...] = TEMPERATURES,
+    max_new_tokens: int = 200,
+    seed: int | None = 1337,
+    unknown: str = "error",
+) -> Path:
+    """Write every figure for `text` into `out_dir` as a PNG, and index.md listing them with the
+    samples; return the index's path. Attention, residual stream and logits look at the first
+    `block_size` characters; the per-character loss covers the whole text. Every option is checked
+    and everything computed before the first file is written; `out_dir` must be new or empty."""
+    model, tok = loaded.model, loaded.tokenizer
+    temperatures = check_temperatures(temperatures)
+    check_sampling(max_new_tokens, seed)
+    out_dir = check_out_dir(out_dir)
+    ids = encode(tok, text, check_unknown(unknown))
+    text = tok.decode(ids.tolist())  # what the model sees, after unknown=skip or a replacement
+    window = ids[: model.config.block_size]
+    chars = [tok.decode([i]) for i in window.tolist()]  # the text of each position: a character or a BPE token
+
+    figures: dict[str, tuple[Figure, str]] = {}
+    layers = attention_maps(model, window)
+    for i, w in enumerate(layers):
+        figures[f"attention_layer{i}"] = (
+            plot_attention(w, chars, f"layer {i}: attention of each head"),
+            f"Attention of layer {i}, one panel per head and their mean. Row = the position predicting "
+            "the next character, column = a position it looks at; rows sum to 1, the upper triangle "
+            "(the future) is empty.",
+        )
+    figures["attention_mean"] = (
+        plot_attention_mean(layers, chars),
+        "Attention averaged over the heads of each layer, and over all layers. Mean entropy of "
+        "the attention rows per layer (nats; lower = sharper, uniform over this window = "
+        f"{float(torch.log(torch.arange(1, len(window) + 1.0)).mean()):.3f}): "
+        + ", ".join(f"{v:.3f}" for v in attention_entropy(layers))
+        + ".",
+    )
+    states = residual_stream(model, window)
+    spread = ", ".join(f"{v:.4f}" for v in position_spread(states))
+    figures["residual_norm"] = (
+        plot_residual_norms(states, chars),
+        "Norm of the residual stream after the embeddings and after each block. Its spread over "
+        f"positions (0 = every position holds the same vector, see `position_spread`): {spread}.",
+    )
+    figures["embedding_pca"] = (
+        # at most 1,000 labels: GPT-2's 50,257 would cover the plot
+        plot_embedding_pca(model.transformer.wte.weight, [tok.decode([i]) for i in range(min(tok.vocab_size, 1000))]),
+        "Character embeddings on their first two principal components.",
+    )
+    figures["logits"] = (
+        plot_logits(next_token_logits(model, window), chars),
+        "Histogram of the logits and the entropy of the next-character distribution per position.",
+    )
+    losses = token_losses(model, ids)
+    figures["char_loss"] = (
+        plot_char_loss(*per_character(tok, ids, losses)),
+        f"Loss of predicting each character (mean {float(losses.mean()):.3f} nats); darker = more surprising.",
+    )
+    lines = [
+        "# minigpt diagnostics",
+        "",
+        f"- checkpoint: `{loaded.path}`",
+        f"- model: {loaded.model.config.n_layer} layers, {loaded.model.config.n_head} heads, "
+        f"{loaded.model.config.n_embd} wide, block {loaded.model.config.block_size}",
+        f"- text ({len(text)} characters; figures of attention, residual stream and logits use the first "
+        f"{len(window)}):",
+        "",
+        "```",
+        text,
+        "```",
+        "",
+    ]
+    for name, (_, caption) in figures.items():
+        lines += [f"## {name}", "", caption, "", f"![{name}]({name}.png)", ""]
+    lines += ["## samples", "", f"Prompt: the text above; {max_new_tokens} new characters, seed {seed}.", ""]
+    for t in temperatures:
+        sample = sample_text(model, tok, text, max_new_tokens, t, seed)
+        lines += [f"### temperature {t}", "", "```", sample, "```", ""]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (fig, _) in figures.items():
+        fig.savefig(out_dir / f"{name}.png")
+    index = out_dir / "index.md"
+    index.write_text("\n".join(lines))
+    return index
+
+
+def run(cfg: DictConfig) -> Path:
+    """What `python -m minigpt diagnose` does: load the checkpoint, write the figures and index."""
+    ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/best.ckpt")
+    # everything that needs no checkpoint is checked before it is loaded; diagnose checks it again
+    text = read_text(cfg)
+    temperatures = check_temperatures(cfg.get("temperatures"))
+    max_new_tokens, seed, unknown = cfg.get("max_new_tokens", 200), cfg.get("seed"), cfg.get("unknown", "error")
+    check_sampling(max_new_tokens, seed)
+    check_unknown(unknown)
+    out_dir = check_out_dir(cfg.out_dir)
+    loaded = load_model(ckpt, pick_device(cfg.get("device", "auto")))
+    index = diagnose(loaded, text, out_dir, temperatures, max_new_tokens, seed, unknown)
+    print(f"wrote {len(list(index.parent.glob('*.png')))} figures and {index}")
+    return index

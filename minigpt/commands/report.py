@@ -1,0 +1,18 @@
+"""Summarise a sweep: python -m minigpt report dir=outputs/<task>/multiruns/<time>."""
+
+import hydra
+from omegaconf import DictConfig
+
+from minigpt.analysis.report import run
+from minigpt.cli import friendly_errors
+from minigpt.commands import CONF_DIR
+
+
+@hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
