@@ -1,6 +1,8 @@
 """GPT-2 weights from a Hugging Face folder: our model must compute what transformers' does."""
 
 import json
+import re
+import resource
 import shutil
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file, save_file
 
 from minigpt.checkpoint.gpt2 import load_gpt2
 from minigpt.checkpoint.load import load_model
@@ -131,6 +134,10 @@ def test_generate_py_runs_on_the_folder(hf_dir):
         ({"n_head": 3}, r"n_embd=32 is not divisible by model.n_head=3"),
         ({"n_layer": "two"}, r"n_layer must be an integer"),
         ({"resid_pdrop": "high"}, r"resid_pdrop must be a number, got 'high'"),
+        ({"scale_attn_weights": "yes"}, r"scale_attn_weights must be true or false, got 'yes'"),
+        ({"n_layer": 2**70}, r"n_layer must be an integer, got an integer of 71 bits"),
+        ({"activation_function": ["relu"]}, r"activation_function must be text, got list"),
+        ({"model_type": "\x1b[2Jllama"}, r"describes a '\\x1b\[2Jllama' model"),
     ],
 )
 def test_unsupported_configs_are_refused_in_one_line(hf_dir, tmp_path, change, message):
@@ -161,3 +168,70 @@ def test_broken_folders_print_one_clear_line(hf_dir, tmp_path, capsys):
         load_gpt2(no_weights)
     with pytest.raises(CheckpointError, match="is a directory; pass the .ckpt file"):
         load_model(tmp_path)  # a folder without config.json keeps the old message
+
+
+def copy_with(hf_dir: Path, tmp_path: Path, change) -> Path:
+    """A copy of the GPT-2 folder whose model.safetensors tensors are changed by `change(tensors)`."""
+    other = tmp_path / "model"
+    shutil.copytree(hf_dir, other)
+    tensors = load_file(other / "model.safetensors")
+    change(tensors)
+    save_file(tensors, other / "model.safetensors")
+    return other
+
+
+def test_a_conv1d_weight_that_is_not_a_matrix_is_refused(hf_dir, tmp_path):
+    def three_d(tensors):
+        name = "transformer.h.0.attn.c_attn.weight"
+        tensors[name] = tensors[name].unsqueeze(0).contiguous()
+
+    other = copy_with(hf_dir, tmp_path, three_d)
+    with pytest.raises(CheckpointError, match=r"weight transformer.h.0.attn.c_attn.weight must be a matrix, got shape"):
+        load_gpt2(other)
+
+
+def test_nan_weights_in_a_gpt2_folder_are_named(hf_dir, tmp_path):
+    def nan(tensors):
+        tensors["transformer.ln_f.weight"][0] = float("nan")
+
+    with pytest.raises(
+        CheckpointError, match=r"holds NaN or infinite weights \(1 tensor\(s\), such as transformer.ln_f"
+    ):
+        load_gpt2(copy_with(hf_dir, tmp_path, nan))
+
+
+def test_a_pickled_weight_that_is_not_a_tensor_is_refused(hf_dir, tmp_path):
+    other = tmp_path / "bin"
+    other.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(hf_dir / name, other)
+    torch.save({"transformer.wte.weight": [1.0, 2.0]}, other / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"field weights\['transformer.wte.weight'\] must be a tensor, got list"):
+        load_gpt2(other)
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd", "sub/../../x.safetensors"])
+def test_a_shard_index_naming_a_file_outside_the_folder_is_refused(hf_dir, tmp_path, shard):
+    sharded = tmp_path / "sharded"
+    transformers.GPT2LMHeadModel.from_pretrained(hf_dir).save_pretrained(sharded, max_shard_size="20KB")
+    shutil.copy(hf_dir / "tokenizer.json", sharded)
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    index["weight_map"][next(iter(index["weight_map"]))] = shard
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match=f"names the shard file '{re.escape(shard)}', outside"):
+        load_gpt2(sharded)
+
+
+@pytest.mark.parametrize("change", [{"n_positions": 10**9}, {"vocab_size": 10**9}, {"n_layer": 10**6}])
+def test_huge_sizes_in_config_json_are_refused_before_anything_is_allocated(hf_dir, tmp_path, change):
+    """By the memory check where the machine lacks the memory, else because the folder's weights
+    are a tiny fraction of what config.json describes; nothing is built either way."""
+    other = tmp_path / "model"
+    shutil.copytree(hf_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, **change}))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with pytest.raises(CheckpointError, match=r"config.json describes a model (that needs|of)") as error:
+        load_gpt2(other)
+    assert "\n" not in str(error.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < 500 * 2**20

@@ -270,3 +270,163 @@ def test_a_file_system_error_no_check_caught_is_still_one_line(capsys, tmp_path)
     assert exit_info.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: cannot use {tmp_path / 'missing' / 'out.txt'}: No such file or directory")
+
+
+# --------------------------------------------------------------------------- crafted checkpoints
+
+
+def craft(tiny_run, tmp_path, change, name="crafted.ckpt") -> Path:
+    """A real checkpoint of the tiny run, loaded as plain data, changed by `change(ckpt)` and saved."""
+    ckpt = torch.load(tiny_run["last_ckpt"], weights_only=True)
+    change(ckpt)
+    path = tmp_path / name
+    torch.save(ckpt, path)
+    return path
+
+
+def set_meta(**values):
+    return lambda ckpt: ckpt["minigpt"].update(values)
+
+
+def set_model(**values):
+    return lambda ckpt: ckpt["minigpt"]["model_config"].update(values)
+
+
+def set_weight(value):
+    def change(ckpt):
+        name = "model.transformer.h.0.attn.c_attn.weight"
+        ckpt["state_dict"][name] = ckpt["state_dict"][name].clone()
+        ckpt["state_dict"][name][0, 0] = value
+
+    return change
+
+
+def bpe_entry(value):
+    """The vocabulary replaced by a `tokenizer` entry (a BPE tokenizer's place)."""
+
+    def change(ckpt):
+        del ckpt["minigpt"]["vocab"]
+        ckpt["minigpt"]["tokenizer"] = value
+
+    return change
+
+
+def reversed_vocab(ckpt):
+    ckpt["minigpt"]["vocab"] = ckpt["minigpt"]["vocab"][::-1]
+
+
+CRAFTED = {
+    "meta is a list": (lambda c: c.update(minigpt=[1, 2]), "field minigpt must be a mapping, got list"),
+    "no meta": (lambda c: c.pop("minigpt"), "has no minigpt metadata"),
+    "format version 2": (set_meta(format_version=2), "has format version 2, this minigpt reads version 1"),
+    "format version text": (set_meta(format_version="1"), "has format version '1'"),
+    "model_config None": (set_meta(model_config=None), "field minigpt.model_config must be a mapping, got None"),
+    "model_config list": (set_meta(model_config=[16, 2]), "field minigpt.model_config must be a mapping, got list"),
+    "n_layer text": (set_model(n_layer="two"), "field minigpt.model_config.n_layer must be an integer, got 'two'"),
+    "n_layer 2**70": (set_model(n_layer=2**70), "model_config.n_layer must be an integer, got an integer of 71 bits"),
+    "unknown option": (set_model(n_experts=8), "field minigpt.model_config.n_experts is not an option of GPTConfig"),
+    "key not text": (lambda c: c["minigpt"]["model_config"].update({5: 1}), "model_config.5 is not an option"),
+    "arch list": (set_model(arch=["gpt"]), "field minigpt.model_config.arch must be one of gpt, lstm, got list"),
+    "vocab_size missing": (lambda c: c["minigpt"]["model_config"].pop("vocab_size"), "vocab_size is missing"),
+    "rope_base nan": (set_model(rope_base=float("nan")), "rope_base must be a finite number, got nan"),
+    "n_head 3": (set_model(n_head=3), r"model_config is not a valid model config \(model.n_embd=16 is not divisible"),
+    "vocab of lists": (set_meta(vocab=[["a"], ["b"]]), r"field minigpt.vocab\[0\] must be one character, got list"),
+    "vocab of ints and text": (set_meta(vocab=["a", 5, "c"]), r"field minigpt.vocab\[1\] must be one character, got 5"),
+    "vocab of words": (set_meta(vocab=["ab", "c"]), r"field minigpt.vocab\[0\] must be one character, got 'ab'"),
+    "vocab surrogate": (set_meta(vocab=["a", "\ud800"]), r"vocab\[1\] must be one character, got '\\ud800'"),
+    "vocab unsorted": (reversed_vocab, r"field minigpt.vocab must be sorted and distinct, but \[1\] is"),
+    "vocab empty": (set_meta(vocab=[]), "field minigpt.vocab must be a non-empty list of characters, got list"),
+    "vocab dict": (set_meta(vocab={"a": 0}), "field minigpt.vocab must be a non-empty list of characters, got dict"),
+    "vocab and tokenizer": (set_meta(tokenizer={"kind": "bpe", "json": "{}"}), "stored beside minigpt.vocab"),
+    "tokenizer kind": (
+        bpe_entry({"kind": "x\x1b[31m", "json": "{}"}),
+        r"field minigpt.tokenizer.kind must be 'bpe', got 'x\\x1b\[31m'",
+    ),
+    "tokenizer JSON": (
+        bpe_entry({"kind": "bpe", "json": '{"model": "\x1b[31m"}'}),
+        r"field minigpt.tokenizer is not a usable tokenizer \(the stored BPE tokenizer cannot be read",
+    ),
+    "run_config list": (set_meta(run_config=["a"]), "field minigpt.run_config must be a mapping, got list"),
+    "run_config data": (set_meta(run_config={"data": "x"}), "field minigpt.run_config.data must be a mapping"),
+    "run_config tensor": (
+        set_meta(run_config={"optim": {"lr": torch.ones(2)}}),
+        r"field minigpt.run_config.optim.lr must be plain data .* got a tensor of shape \(2,\)",
+    ),
+    "best_val_loss text": (set_meta(best_val_loss="low"), "field minigpt.best_val_loss must be a number, got 'low'"),
+    "state_dict list": (lambda c: c.update(state_dict=[1]), "field state_dict must be a mapping of weights, got list"),
+    "weight text": (
+        lambda c: c["state_dict"].update({"model.lm_head.weight": "abc"}),
+        r"field state_dict\['model.lm_head.weight'\] must be a tensor, got 'abc'",
+    ),
+    "NaN weight": (
+        set_weight(float("nan")),
+        r"holds NaN or infinite weights \(1 tensor\(s\), such as model.transformer",
+    ),
+    "inf weight": (set_weight(float("inf")), r"holds NaN or infinite weights \(1 tensor\(s\)"),
+}
+
+
+@pytest.mark.parametrize("case", CRAFTED)
+def test_crafted_checkpoint_metadata_is_one_line_naming_file_and_field(tiny_run, tmp_path, case):
+    change, message = CRAFTED[case]
+    path = craft(tiny_run, tmp_path, change)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_model(path)
+    text = str(error.value)
+    assert text.startswith(f"checkpoint {path}") and "\n" not in text and "\x1b" not in text
+
+
+def test_generate_py_prints_one_line_for_a_crafted_checkpoint(tiny_run, tmp_path):
+    path = craft(tiny_run, tmp_path, set_meta(vocab=[["a"], 5]))
+    result = run_cli(str(ROOT / "generate.py"), f"ckpt={path}", "prompt=a", "max_new_tokens=5", "device=cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith(f"error: checkpoint {path}: field minigpt.vocab[0] must be")
+    )
+
+
+def test_resuming_a_crafted_checkpoint_is_one_line(tiny_run, small_corpus, tmp_path):
+    for name, change, message in (
+        ("a", set_meta(model_config=None), "field minigpt.model_config must be a mapping, got None"),
+        ("b", set_meta(vocab=[1, "a"]), r"field minigpt.vocab\[0\] must be one character, got 1"),
+        ("c", lambda c: c.update(global_step="many"), "field global_step must be a step count, got 'many'"),
+        ("d", lambda c: c.update(optimizer_states={}), "field optimizer_states must be a list of mappings, got dict"),
+        ("e", set_weight(float("nan")), "holds NaN or infinite weights"),
+    ):
+        path = craft(tiny_run, tmp_path, change, f"{name}.ckpt")
+        with pytest.raises(CheckpointError, match=message):
+            train(resume_cfg(tmp_path / name, small_corpus, path))
+        assert not (tmp_path / name / "checkpoints").exists()
+
+
+def as_classifier(**values):
+    """The tiny run's checkpoint with a classifier's entries (no head weights unless given)."""
+
+    def change(ckpt):
+        ckpt["minigpt"].update({"task": "classify", "labels": ["name", "verse"], "pooling": "last", **values})
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (as_classifier(), r"does not match its classifier config: missing 2 weight\(s\) such as head.weight"),
+        (
+            lambda c: c["minigpt"].update(task="classify"),
+            "field minigpt.labels must be a list of label names, got None",
+        ),
+        (as_classifier(labels=["a\x1b[2J", "b"]), r"field minigpt.labels\[0\] must be printable text"),
+        (as_classifier(labels=["a", "a"]), "field minigpt.labels must name at least 2 distinct labels"),
+        (as_classifier(pooling="max"), "field minigpt.pooling must be one of last, mean, got 'max'"),
+        (as_classifier(task="regress"), "field minigpt.task must be 'classify', got 'regress'"),
+        (lambda c: None, r"is not a classifier \(no labels\)"),
+    ],
+)
+def test_crafted_classifier_checkpoints_are_one_line(tiny_run, tmp_path, change, message):
+    from minigpt.training.classifier import load_classifier
+
+    path = craft(tiny_run, tmp_path, change)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_classifier(path)
+    assert str(error.value).startswith(f"checkpoint {path}") and "\n" not in str(error.value)

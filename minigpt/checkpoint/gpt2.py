@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
-from minigpt.checkpoint.format import FORMAT_VERSION, LoadedModel
+from minigpt.checkpoint.format import INT_LIMIT, CheckpointMeta, LoadedModel, first_line, is_number, printable, shown
+from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
 from minigpt.errors import CheckpointError, ConfigError
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import BPETokenizer
@@ -44,11 +45,12 @@ def is_hf_folder(path: str | Path) -> bool:
 
 
 def read_hf_config(directory: Path) -> dict:
+    """The folder's config.json as a dict (its values are checked by `config_from_hf`)."""
     path = directory / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({str(e).splitlines()[0][:120]}); re-save the model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({first_line(e, 120)}); re-save the model") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} holds a {type(config).__name__}, not a model config")
     return config
@@ -57,34 +59,35 @@ def read_hf_config(directory: Path) -> dict:
 def config_from_hf(hf: dict, where: Path) -> GPTConfig:
     """minigpt's `GPTConfig` for a Hugging Face GPT-2 config; anything GPT-2 can be set to that
     this model does not have is refused with one line rather than silently approximated."""
-    model_type = hf.get("model_type", "gpt2")
+    model_type = _text(hf, "model_type", "gpt2", where)
     if model_type != "gpt2":
-        raise CheckpointError(f"{where} describes a {model_type!r} model; minigpt reads GPT-2 (model_type gpt2) only")
-    sizes = {}
-    for ours, theirs in (
-        ("n_layer", "n_layer"),
-        ("n_head", "n_head"),
-        ("n_embd", "n_embd"),
-        ("block_size", "n_positions"),
-        ("vocab_size", "vocab_size"),
-    ):
-        value = hf.get(theirs, hf.get("n_ctx")) if theirs == "n_positions" else hf.get(theirs)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CheckpointError(f"{where}: {theirs} must be an integer, got {value!r}")
-        sizes[ours] = value
-    activation = hf.get("activation_function", "gelu_new")
+        raise CheckpointError(
+            f"{where} describes a {shown(model_type)} model; minigpt reads GPT-2 (model_type gpt2) only"
+        )
+    sizes = {
+        ours: _integer(hf, theirs, where)
+        for ours, theirs in (
+            ("n_layer", "n_layer"),
+            ("n_head", "n_head"),
+            ("n_embd", "n_embd"),
+            ("block_size", "n_positions" if "n_positions" in hf else "n_ctx"),
+            ("vocab_size", "vocab_size"),
+        )
+    }
+    activation = _text(hf, "activation_function", "gelu_new", where)
+    n_inner = hf.get("n_inner")
     unsupported = [
-        (activation not in ACTIVATIONS, f"activation_function={activation!r} (known: {', '.join(ACTIVATIONS)})"),
+        (activation not in ACTIVATIONS, f"activation_function={shown(activation)} (known: {', '.join(ACTIVATIONS)})"),
         (
-            hf.get("n_inner") not in (None, 4 * sizes["n_embd"]),
-            f"n_inner={hf.get('n_inner')!r} (minigpt's MLP is 4 x n_embd = {4 * sizes['n_embd']})",
+            n_inner is not None and (type(n_inner) is not int or n_inner != 4 * sizes["n_embd"]),
+            f"n_inner={shown(n_inner)} (minigpt's MLP is 4 x n_embd = {4 * sizes['n_embd']})",
         ),
         (
             not math.isclose(_number(hf, "layer_norm_epsilon", 1e-5, where), 1e-5, rel_tol=1e-6),
-            f"layer_norm_epsilon={hf.get('layer_norm_epsilon')!r} (minigpt's LayerNorm uses 1e-5)",
+            f"layer_norm_epsilon={shown(hf.get('layer_norm_epsilon'))} (minigpt's LayerNorm uses 1e-5)",
         ),
-        (bool(hf.get("scale_attn_by_inverse_layer_idx")), "scale_attn_by_inverse_layer_idx=true"),
-        (bool(hf.get("add_cross_attention")), "add_cross_attention=true"),
+        (_flag(hf, "scale_attn_by_inverse_layer_idx", False, where), "scale_attn_by_inverse_layer_idx=true"),
+        (_flag(hf, "add_cross_attention", False, where), "add_cross_attention=true"),
     ]
     problems = [what for bad, what in unsupported if bad]
     if problems:
@@ -96,19 +99,40 @@ def config_from_hf(hf: dict, where: Path) -> GPTConfig:
             bias=True,
             pos_encoding="learned",
             norm="layernorm",
-            scale_attn=bool(hf.get("scale_attn_weights", True)),
-            tie_weights=bool(hf.get("tie_word_embeddings", True)),
+            scale_attn=_flag(hf, "scale_attn_weights", True, where),
+            tie_weights=_flag(hf, "tie_word_embeddings", True, where),
             activation=ACTIVATIONS[activation],
         )
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None
 
 
+def _integer(hf: dict, key: str, where: Path) -> int:
+    value = hf.get(key)
+    if type(value) is not int or abs(value) >= INT_LIMIT:
+        raise CheckpointError(f"{where}: {key} must be an integer, got {shown(value)}")
+    return value
+
+
 def _number(hf: dict, key: str, default: float, where: Path) -> float:
     value = hf.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CheckpointError(f"{where}: {key} must be a number, got {value!r}")
+    if not is_number(value):
+        raise CheckpointError(f"{where}: {key} must be a number, got {shown(value)}")
     return float(value)
+
+
+def _flag(hf: dict, key: str, default: bool, where: Path) -> bool:
+    value = hf.get(key, default)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{where}: {key} must be true or false, got {shown(value)}")
+    return value
+
+
+def _text(hf: dict, key: str, default: str, where: Path) -> str:
+    value = hf.get(key, default)
+    if not isinstance(value, str):
+        raise CheckpointError(f"{where}: {key} must be text, got {shown(value)}")
+    return value
 
 
 def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -121,23 +145,40 @@ def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
         if single.is_file():
             return load_file(single)
         if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return {k: v for shard in shards for k, v in load_file(directory / shard).items()}
+            shards = shard_files(directory, index)
+            return {k: v for shard in shards for k, v in load_file(shard).items()}
         if pickled.is_file():
-            state = torch.load(pickled, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                raise CheckpointError(f"{pickled} holds a {type(state).__name__}, not a dict of weights")
-            return state
+            return check_tensors(torch.load(pickled, map_location="cpu", weights_only=True), str(pickled), "weights")
     except CheckpointError:
         raise
     except Exception as e:  # safetensors, json and pickle each fail in their own way on a bad file
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"the weights in {directory} cannot be read ({first}); re-save the model") from None
+        raise CheckpointError(
+            f"the weights in {directory} cannot be read ({first_line(e)}); re-save the model"
+        ) from None
     raise CheckpointError(f"{directory} holds a config.json but no model.safetensors or pytorch_model.bin")
 
 
-def state_dict_from_hf(hf: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
-    """Hugging Face GPT-2 weights under minigpt's names and layouts."""
+def shard_files(directory: Path, index: Path) -> list[Path]:
+    """The shard files a model.safetensors.index.json names, each a relative path that stays
+    inside `directory` (an index naming /etc/passwd or ../other is refused)."""
+    data = json.loads(index.read_text(encoding="utf-8"))
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index}: field weight_map must map weight names to shard files; re-save the model")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        parts = PurePath(shard).parts
+        if not shard or PurePath(shard).is_absolute() or ".." in parts or "\\" in shard or "\0" in shard:
+            raise CheckpointError(
+                f"{index}: field weight_map names the shard file {shown(shard)}, outside {directory}; "
+                f"a shard must be a file inside the model's folder"
+            )
+    return [directory / shard for shard in shards]
+
+
+def state_dict_from_hf(hf: dict[str, torch.Tensor], config: GPTConfig, where: str) -> dict[str, torch.Tensor]:
+    """Hugging Face GPT-2 weights under minigpt's names and layouts; a Conv1D weight that is not a
+    matrix is refused (`where`: the folder) before it is transposed."""
     state = {}
     for name, tensor in hf.items():
         if name.endswith(MASK_BUFFERS):
@@ -145,6 +186,11 @@ def state_dict_from_hf(hf: dict[str, torch.Tensor], config: GPTConfig) -> dict[s
         if not name.startswith(("transformer.", "lm_head.")):
             name = f"transformer.{name}"
         if name.endswith(CONV1D_WEIGHTS):
+            if tensor.dim() != 2:
+                raise CheckpointError(
+                    f"{where}: weight {printable(name, 80)} must be a matrix, got shape {tuple(tensor.shape)}; "
+                    f"re-save the model"
+                )
             tensor = tensor.t()  # Conv1D (in, out) -> nn.Linear (out, in)
         state[name] = tensor
     if config.tie_weights and "transformer.wte.weight" in state:
@@ -166,38 +212,31 @@ def load_gpt2_tokenizer(directory: Path) -> BPETokenizer:
                 tok.add_special_tokens([END_OF_TEXT])
             return BPETokenizer(tok)
     except Exception as e:  # the tokenizers library raises its own exception type
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"the tokenizer in {directory} cannot be read ({first})") from None
+        raise CheckpointError(f"the tokenizer in {directory} cannot be read ({first_line(e)})") from None
     raise CheckpointError(f"{directory} holds no tokenizer.json, nor vocab.json and merges.txt; save the tokenizer too")
 
 
 def load_gpt2(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """A Hugging Face GPT-2 folder as a minigpt model with its tokenizer, ready for inference."""
+    """A Hugging Face GPT-2 folder as a minigpt model with its tokenizer, ready for inference.
+    config.json is checked, and its model's size against free memory, before a weight is read."""
     directory = Path(directory).expanduser()
     config = config_from_hf(read_hf_config(directory), directory / "config.json")
+    check_memory(config, str(directory / "config.json"))
     tokenizer = load_gpt2_tokenizer(directory)
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(
             f"the tokenizer in {directory} has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}"
         )
-    state = state_dict_from_hf(read_hf_weights(directory), config)
+    where = f"GPT-2 folder {directory}"
+    state = state_dict_from_hf(check_tensors(read_hf_weights(directory), where, "weights"), config, where)
+    check_weight_count(config, state, str(directory / "config.json"))
+    check_finite(state, where)
     model = GPT(config)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # a weight whose shape differs from config.json's
-        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), "shape mismatch")
-        raise CheckpointError(f"the weights in {directory} do not match its config.json: {detail[:200]}") from None
-    if missing or unexpected:
-        what = f"missing {len(missing)} weight(s) such as {missing[0]}" if missing else ""
-        what += "; " if missing and unexpected else ""
-        what += f"{len(unexpected)} unknown weight(s) such as {unexpected[0]}" if unexpected else ""
-        raise CheckpointError(f"the weights in {directory} are not GPT-2's: {what}")
+    load_weights(model, state, where, "its config.json")
     model.to(device).eval()
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "model_config": {"arch": "gpt", **config.to_dict()},
-        "tokenizer": tokenizer.serialize(),
-        "run_config": None,
-        "source": f"huggingface gpt2: {directory}",
-    }
+    meta = CheckpointMeta(
+        model_config={"arch": "gpt", **config.to_dict()},
+        tokenizer=tokenizer.serialize(),
+        source=f"huggingface gpt2: {directory}",
+    )
     return LoadedModel(model=model, tokenizer=tokenizer, path=directory, meta=meta)

@@ -1,5 +1,6 @@
 """Rebuilding a model from a checkpoint or a Hugging Face GPT-2 folder, and checking that a
-checkpoint can resume a training run."""
+checkpoint can resume a training run. Every value is checked (format.py, weights.py) before a
+model is built from it."""
 
 from __future__ import annotations
 
@@ -9,59 +10,67 @@ import torch
 
 from minigpt.architectures import build_model
 from minigpt.checkpoint import gpt2
-from minigpt.checkpoint.format import CHECKPOINT_KEY, FORMAT_VERSION, LoadedModel, read_checkpoint
-from minigpt.errors import CheckpointError, ConfigError, MinigptError
-from minigpt.tokenizer import serialized_of_meta, tokenizer_from_serialized
+from minigpt.checkpoint.format import (
+    CHECKPOINT_KEY,
+    INT_LIMIT,
+    CheckpointMeta,
+    LoadedModel,
+    field_error,
+    first_line,
+    read_checkpoint,
+    read_meta,
+    shown,
+)
+from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
+from minigpt.errors import CheckpointError, MinigptError
+from minigpt.tokenizer import Tokenizer, tokenizer_from_serialized
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the trained GPT and its tokenizer from a training checkpoint, or from a Hugging
-    Face GPT-2 folder (one holding config.json, read by minigpt/gpt2.py)."""
+    """Rebuild the trained model and its tokenizer from a training checkpoint, or from a Hugging
+    Face GPT-2 folder (one holding config.json, read by gpt2.py)."""
     if gpt2.is_hf_folder(path):
         return gpt2.load_gpt2(path, device)
     ckpt = read_checkpoint(path)
-    meta = ckpt.get(CHECKPOINT_KEY)
-    if not isinstance(meta, dict) or "model_config" not in meta or serialized_of_meta(meta) is None:
-        raise CheckpointError(
-            f"checkpoint {path} has no minigpt metadata (model config and vocabulary); "
-            f"it was not written by minigpt's train.py"
-        )
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format version {version}, this minigpt reads version {FORMAT_VERSION}; "
-            f"use the minigpt release that wrote it"
-        )
-    try:
-        model = build_model(meta["model_config"])
-    except ConfigError as e:
-        raise CheckpointError(f"checkpoint {path} has an incompatible model config: {e}") from None
-    config = model.config
-    try:
-        tokenizer = tokenizer_from_serialized(serialized_of_meta(meta))
-    except MinigptError as e:
-        raise CheckpointError(f"checkpoint {path} has an unusable tokenizer: {e}") from None
+    meta, tokenizer, state = check_loadable(ckpt, path)
+    model = build_model(meta.model_config)
+    load_weights(model, weights_under(state, "model."), f"checkpoint {path}", "its model config")
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, path=Path(path), meta=meta)
+
+
+def check_loadable(ckpt: dict, path: object) -> tuple[CheckpointMeta, Tokenizer, dict[str, torch.Tensor]]:
+    """A checkpoint's record, tokenizer and tensors, checked before anything is allocated: the model
+    fits in free memory and matches its vocabulary and its stored weights, which are all finite."""
+    meta = read_meta(ckpt, path)
+    config = meta.config()
+    where = f"checkpoint {path}: field {CHECKPOINT_KEY}.model_config"
+    check_memory(config, where)
+    tokenizer = tokenizer_of(meta, path)
     if tokenizer.vocab_size != config.vocab_size:
         unit = "characters" if tokenizer.kind == "char" else "tokens"
         raise CheckpointError(
             f"checkpoint {path} is inconsistent: vocabulary of {tokenizer.vocab_size} {unit} "
             f"but a model for {config.vocab_size}"
         )
-    state = {k.removeprefix("model."): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
+    state = check_tensors(ckpt.get("state_dict", {}), f"checkpoint {path}")
+    check_weight_count(config, weights_under(state, "model."), where)
+    check_finite(state, f"checkpoint {path}")
+    return meta, tokenizer, state
+
+
+def tokenizer_of(meta: CheckpointMeta, path: object) -> Tokenizer:
+    """The tokenizer stored in a checked record; one that cannot be rebuilt is one line."""
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # a weight whose shape differs from the config's
-        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), "shape mismatch")
-        raise CheckpointError(f"checkpoint {path} does not match its model config: {detail[:200]}") from None
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} weight(s) such as {missing[0]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected weight(s) such as {unexpected[0]}")
-        raise CheckpointError(f"checkpoint {path} does not match its model config: {'; '.join(parts)}")
-    model.to(device).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, path=Path(path), meta=meta)
+        return tokenizer_from_serialized(meta.tokenizer)
+    except MinigptError as e:
+        name = "vocab" if isinstance(meta.tokenizer, list) else "tokenizer"
+        raise field_error(path, name, f"is not a usable tokenizer ({first_line(e)})") from None
+
+
+def weights_under(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named `prefix...` (Lightning's `model.` for the network), without the prefix."""
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 RESUME_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "global_step", CHECKPOINT_KEY)
@@ -78,8 +87,39 @@ def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dic
             f"checkpoint {path} cannot resume training: it lacks {', '.join(missing)}; "
             f"resume from a last.ckpt written by minigpt's train.py"
         )
-    meta = ckpt[CHECKPOINT_KEY]
-    theirs = serialized_of_meta(meta) or []
+    meta = read_meta(ckpt, path)
+    _check_training_state(ckpt, path)
+    _check_same_tokenizer(path, meta.tokenizer, vocab)
+    config = meta.model_config
+    diff = [f"{k}={shown(config.get(k))} vs {v!r}" for k, v in model_config.items() if config.get(k) != v]
+    if diff:
+        raise CheckpointError(
+            f"checkpoint {path} holds another model than the config ({', '.join(diff[:4])}: checkpoint vs config); "
+            f"resume with the same model options or start a new run"
+        )
+    state = check_tensors(ckpt["state_dict"], f"checkpoint {path}")
+    names = set(state)
+    if names != weight_names:
+        lost, extra = sorted(weight_names - names), sorted(names - weight_names)
+        what = f"is missing {len(lost)} weight(s) such as {lost[0]}" if lost else f"has {len(extra)} unknown weight(s)"
+        raise CheckpointError(f"checkpoint {path} {what}; it cannot resume this model")
+    check_finite(state, f"checkpoint {path}")
+    return ckpt
+
+
+def _check_training_state(ckpt: dict, path: object) -> None:
+    """The types of what Lightning reads back to continue: the step, optimizer and scheduler states."""
+    step = ckpt["global_step"]
+    if type(step) is not int or not 0 <= step < INT_LIMIT:
+        raise CheckpointError(f"checkpoint {path}: field global_step must be a step count, got {shown(step)}")
+    for key, kind in (("optimizer_states", list), ("lr_schedulers", list), ("loops", dict)):
+        value = ckpt[key]
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(v, dict) for v in value)):
+            expected = "a mapping" if kind is dict else "a list of mappings"
+            raise CheckpointError(f"checkpoint {path}: field {key} must be {expected}, got {shown(value)}")
+
+
+def _check_same_tokenizer(path: object, theirs: list[str] | dict, vocab: list[str] | dict) -> None:
     if isinstance(theirs, list) and isinstance(vocab, list) and theirs != vocab:
         new = [c for c in vocab if c not in set(theirs)]
         gone = [c for c in theirs if c not in set(vocab)]
@@ -100,19 +140,6 @@ def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dic
             f"checkpoint {path} was trained with {_describe_tokenizer(theirs)}, this run has "
             f"{_describe_tokenizer(vocab)}; resume with the same corpus and data.tokenizer options"
         )
-    config = meta.get("model_config") or {}
-    diff = [f"{k}={config.get(k)!r} vs {v!r}" for k, v in model_config.items() if config.get(k) != v]
-    if diff:
-        raise CheckpointError(
-            f"checkpoint {path} holds another model than the config ({', '.join(diff[:4])}: checkpoint vs config); "
-            f"resume with the same model options or start a new run"
-        )
-    names = set(ckpt["state_dict"])
-    if names != weight_names:
-        lost, extra = sorted(weight_names - names), sorted(names - weight_names)
-        what = f"is missing {len(lost)} weight(s) such as {lost[0]}" if lost else f"has {len(extra)} unknown weight(s)"
-        raise CheckpointError(f"checkpoint {path} {what}; it cannot resume this model")
-    return ckpt
 
 
 def _describe_tokenizer(serialized: list[str] | dict) -> str:

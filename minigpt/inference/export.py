@@ -28,7 +28,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from minigpt.architectures import arch_of
-from minigpt.checkpoint.format import LoadedModel
+from minigpt.checkpoint.format import LoadedModel, tokenizer_entry
 from minigpt.checkpoint.load import load_model
 from minigpt.cli import check_writable, require
 from minigpt.errors import ConfigError, MinigptError
@@ -99,7 +99,6 @@ SAVERS = {"exported": save_exported, "onnx": save_onnx}
 def metadata(loaded: LoadedModel, fmt: str, path: Path) -> dict:
     """What a user of the exported file needs besides it: vocabulary, model config, signature."""
     config = loaded.model.config
-    tokenizer = {key: loaded.meta[key] for key in ("vocab", "tokenizer") if key in loaded.meta}
     return {
         "format": fmt,
         "file": path.name,
@@ -109,7 +108,7 @@ def metadata(loaded: LoadedModel, fmt: str, path: Path) -> dict:
         "output": {"name": "logits", "dtype": "float32", "shape": ["batch", "seq", config.vocab_size]},
         "arch": arch_of(loaded.model),
         "model_config": config.to_dict(),
-        **tokenizer,
+        **tokenizer_entry(loaded.meta.tokenizer),  # "vocab" (characters) or "tokenizer" (BPE), as in the checkpoint
     }
 
 

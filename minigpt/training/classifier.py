@@ -15,12 +15,14 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.classification import MulticlassAccuracy
 
-from minigpt.checkpoint.format import CHECKPOINT_KEY, read_checkpoint
+from minigpt.checkpoint.format import CHECKPOINT_KEY, ClassifierMeta, field_error, read_checkpoint, read_meta, shown
 from minigpt.checkpoint.init_from import use_pretrained
+from minigpt.checkpoint.load import check_loadable
+from minigpt.checkpoint.weights import load_weights
 from minigpt.cli import build, require
 from minigpt.data.labelled import encode_texts
 from minigpt.errors import CheckpointError, ConfigError, VocabularyError
-from minigpt.tokenizer import Tokenizer, serialized_of_meta
+from minigpt.tokenizer import Tokenizer
 from minigpt.training.module import LitGPT
 
 POOLINGS = ("last", "mean")
@@ -121,13 +123,13 @@ class LitClassifier(LitGPT):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY].update(
-            task="classify", labels=self.labels, pooling=self.pooling, best_val_acc=self.best_val_acc
-        )
+        record = ClassifierMeta(labels=self.labels, pooling=self.pooling, best_val_acc=self.best_val_acc)
+        checkpoint[CHECKPOINT_KEY].update(record.to_dict())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.best_val_acc = checkpoint.get(CHECKPOINT_KEY, {}).get("best_val_acc", 0.0)
+        record = read_meta(checkpoint, "being resumed").classifier
+        self.best_val_acc = record.best_val_acc if record is not None else 0.0
 
 
 def build_classifier(cfg: DictConfig) -> tuple[Any, LitClassifier]:
@@ -172,24 +174,27 @@ class LoadedClassifier:
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> LoadedClassifier:
-    """Rebuild a classifier from a checkpoint of `train.py task=classify` (read with weights_only)."""
+    """Rebuild a classifier from a checkpoint of `train.py task=classify` (read with weights_only);
+    every value is checked (`check_loadable`) before the classifier is built."""
     ckpt = read_checkpoint(path)
-    meta = ckpt.get(CHECKPOINT_KEY) or {}
-    if meta.get("task") != "classify":
+    meta, _, state = check_loadable(ckpt, path)
+    if meta.classifier is None:
         raise CheckpointError(
             f"checkpoint {path} is not a classifier (no labels); pass a checkpoint of train.py task=classify"
         )
+    pooling = meta.classifier.pooling
+    if pooling not in POOLINGS:
+        raise field_error(path, "pooling", f"must be one of {', '.join(POOLINGS)}, got {shown(pooling)}")
+    if meta.model_config.get("arch", "gpt") != "gpt":
+        raise field_error(path, "model_config.arch", "must be gpt: a classifier reads a GPT trunk's hidden states")
     module = LitClassifier(
-        model=meta["model_config"],
-        vocab=serialized_of_meta(meta),
-        labels=meta["labels"],
+        model=meta.model_config,
+        vocab=meta.tokenizer,
+        labels=meta.classifier.labels,
         optim={},
-        pooling=meta["pooling"],
+        pooling=pooling,
     )
-    try:
-        module.load_state_dict(ckpt.get("state_dict", {}))
-    except RuntimeError as e:  # missing, unexpected or mis-shaped weights
-        raise CheckpointError(f"checkpoint {path} does not match its classifier config: {str(e)[:200]}") from None
+    load_weights(module, state, f"checkpoint {path}", "its classifier config")
     module.to(device).eval()
     return LoadedClassifier(module=module, tokenizer=module.tokenizer, labels=module.labels, path=Path(path))
 

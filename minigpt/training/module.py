@@ -13,10 +13,10 @@ from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from minigpt.architectures import arch_of, build_model
-from minigpt.checkpoint.format import CHECKPOINT_KEY, FORMAT_VERSION
+from minigpt.checkpoint.format import CHECKPOINT_KEY, CheckpointMeta, read_meta
 from minigpt.errors import TrainingDiverged
-from minigpt.tokenizer import tokenizer_from_serialized, tokenizer_meta
-from minigpt.training.budget import TimeBudget
+from minigpt.tokenizer import tokenizer_from_serialized
+from minigpt.training.budget import budget_progress, budget_timer
 
 LN2 = math.log(2)
 # a training loss above this multiple of the first step's loss is reported as divergence
@@ -80,7 +80,6 @@ class LitGPT(L.LightningModule):
                 f"the training loss is {loss.item()} at step {self.global_step}: training diverged; "
                 f"lower optim.lr or trainer.gradient_clip_val"
             )
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         self._watch_divergence(float(loss.detach()))
         return loss
 
@@ -109,6 +108,8 @@ class LitGPT(L.LightningModule):
         loss = self.eval_loss[stage].compute()
         self.eval_loss[stage].reset()
         self._log_loss(stage, loss, on_step=False)
+        # plot validation at the step it measured (Lightning would use the count before the step)
+        self.log("step", float(self.global_step), on_step=False, on_epoch=True)
         if stage == "val" and not self.trainer.sanity_checking:
             self.best_val_loss = min(self.best_val_loss, float(loss))
             self.log("hp/best_val_loss", self.best_val_loss, on_step=False, on_epoch=True)
@@ -124,12 +125,16 @@ class LitGPT(L.LightningModule):
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         make_scheduler = instantiate(self.hparams.scheduler)
-        budget = next((c for c in self.trainer.callbacks if isinstance(c, TimeBudget)), None)
-        if budget is not None:  # the schedule follows the clock and ends when the budget does
-            scheduler = make_scheduler(optimizer, total_steps=self.trainer.max_steps, progress=budget.progress)
+        timer = budget_timer(self.trainer)
+        if timer is not None:  # the schedule follows the clock and ends when the budget does
+            scheduler = make_scheduler(optimizer, total_steps=self.trainer.max_steps, progress=budget_progress(timer))
         else:
             scheduler = make_scheduler(optimizer, total_steps=self.trainer.max_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # LearningRateMonitor (minigpt/training/run.py) logs each group's rate as train/lr/<kind>
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+        }
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameters in three groups, tagged with `kind` for optimizers that treat them apart
@@ -147,22 +152,22 @@ class LitGPT(L.LightningModule):
             else:
                 embedding.append(p)  # token/position embeddings and an untied LM head
         return [
-            {"params": hidden, "kind": "hidden"},
-            {"params": embedding, "kind": "embedding"},
-            {"params": vector, "kind": "vector", "weight_decay": 0.0},
+            {"params": hidden, "kind": "hidden", "name": "hidden"},
+            {"params": embedding, "kind": "embedding", "name": "embedding"},
+            {"params": vector, "kind": "vector", "name": "vector", "weight_decay": 0.0},
         ]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # everything generate.py needs, in plain types, independent of Lightning's own keys
-        checkpoint[CHECKPOINT_KEY] = {
-            "format_version": FORMAT_VERSION,
-            "model_config": {"arch": arch_of(self.model), **self.config.to_dict()},
-            **tokenizer_meta(self.tokenizer),  # "vocab" (characters) or "tokenizer" (BPE)
-            "run_config": self.hparams.run_config,
-            "best_val_loss": self.best_val_loss,
-        }
+        checkpoint[CHECKPOINT_KEY] = CheckpointMeta(
+            model_config={"arch": arch_of(self.model), **self.config.to_dict()},
+            tokenizer=self.tokenizer.serialize(),
+            run_config=self.hparams.run_config,
+            best_val_loss=self.best_val_loss,
+        ).to_dict()
         # Lightning stores an AttributeDict; a plain dict keeps the file loadable with weights_only
         checkpoint["hyper_parameters"] = dict(checkpoint.get("hyper_parameters", {}))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.best_val_loss = checkpoint.get(CHECKPOINT_KEY, {}).get("best_val_loss", math.inf)
+        best = read_meta(checkpoint, "being resumed").best_val_loss  # checked: a number, or absent
+        self.best_val_loss = math.inf if best is None else best

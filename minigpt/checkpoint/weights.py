@@ -1,0 +1,156 @@
+"""The weights of a checkpoint or a GPT-2 folder, checked before a model is built from them: the
+memory the model config asks for (refused when the machine lacks it, before anything is
+allocated), tensors of the right kind and count, and no NaN or infinity."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from minigpt.checkpoint.format import first_line, printable, shown
+from minigpt.errors import CheckpointError
+from minigpt.lstm import LSTMConfig
+from minigpt.model import GPTConfig
+
+BYTES_PER_VALUE = 4  # models are built in float32
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def parameter_count(config: GPTConfig | LSTMConfig) -> int:
+    """The number of parameters of the model `config` describes (a tied LM head counted once),
+    from the config alone: nothing is built."""
+    C, V = config.n_embd, config.vocab_size
+    head = 0 if config.tie_weights else V * C
+    if isinstance(config, LSTMConfig):
+        return V * C + config.n_layer * (8 * C * C + 8 * C) + head  # 4 gates x (W_ih, W_hh, b_ih, b_hh)
+    norm = {"layernorm": C + (C if config.bias else 0), "rmsnorm": C, "none": 0}[config.norm]
+    # attention: c_attn (C -> 3C) and c_proj (C -> C); MLP: c_fc (C -> 4C) and c_proj (4C -> C)
+    block = 2 * norm + 12 * C * C + (9 * C if config.bias else 0)
+    positions = config.block_size * C if config.pos_encoding == "learned" else 0
+    return V * C + positions + config.n_layer * block + norm + head
+
+
+def estimate_model_bytes(config: GPTConfig | LSTMConfig) -> int:
+    """Bytes the float32 model `config` describes takes: its parameters and the buffers it builds
+    (the sinusoidal position table, ALiBi's slopes)."""
+    buffers = 0
+    if isinstance(config, GPTConfig) and config.pos_encoding == "sinusoidal":
+        buffers = config.block_size * config.n_embd
+    elif isinstance(config, GPTConfig) and config.pos_encoding == "alibi":
+        buffers = config.n_head
+    return BYTES_PER_VALUE * (parameter_count(config) + buffers)
+
+
+def state_dict_size(config: GPTConfig | LSTMConfig) -> int:
+    """The number of values in the model's `state_dict()`, where a tied LM head appears twice."""
+    return parameter_count(config) + (config.vocab_size * config.n_embd if config.tie_weights else 0)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: /proc/meminfo's MemAvailable (else free pages),
+    capped by a cgroup v2 limit; None where the system says neither."""
+    free = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            free = min(free, int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def human_bytes(n: int) -> str:
+    """`n` bytes as a short number with a unit: 1.5 GB."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}" if unit != "bytes" else f"{n} bytes"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def describe_sizes(config: GPTConfig | LSTMConfig) -> str:
+    """The sizes that decide a model's memory, as `n_layer=2, n_embd=16, ...`."""
+    return ", ".join(f"{name}={getattr(config, name)}" for name in ("n_layer", "n_embd", "block_size", "vocab_size"))
+
+
+def check_memory(config: GPTConfig | LSTMConfig, where: str) -> None:
+    """Refuse, before anything is allocated, a model config whose model does not fit in the memory
+    this machine has free; `where` names the file and field it came from."""
+    need, have = estimate_model_bytes(config), available_memory()
+    if have is not None and need > have:
+        raise CheckpointError(
+            f"{where} describes a model that needs {human_bytes(need)} of memory ({describe_sizes(config)}), "
+            f"but this machine has {human_bytes(max(have, 0))} available; use a smaller model or a machine "
+            f"with more memory"
+        )
+
+
+def check_weight_count(config: GPTConfig | LSTMConfig, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse a model config describing over twice the values the file's weights hold (up to that,
+    the model is built so that the message can name the missing weights: it costs the file's size)."""
+    expected, stored = state_dict_size(config), sum(t.numel() for t in state.values())
+    if expected > 2 * stored:
+        raise CheckpointError(
+            f"{where} describes a model of {expected:,} values ({describe_sizes(config)}), but the file holds "
+            f"{stored:,}; the model config does not belong to these weights"
+        )
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def check_tensors(state: object, where: str, name: str = "state_dict") -> dict[str, torch.Tensor]:
+    """`state` as a dict of named tensors, refusing anything else in one line (`where`: the file)."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{where}: field {name} must be a mapping of weights, got {shown(state)}")
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{where}: field {name} has a weight name that is not text: {shown(key)}")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{where}: field {name}[{shown(key)}] must be a tensor, got {shown(value)}")
+    return dict(state)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse weights holding a NaN or an infinity, naming the first such tensor and the count."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(
+            f"{where} holds NaN or infinite weights ({len(bad)} tensor(s), such as {printable(bad[0], 80)}): the run "
+            f"diverged before they were saved; use an earlier checkpoint"
+        )
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: str, against: str) -> None:
+    """Copy `state` into `model`; a missing, unexpected or mis-shaped weight is one line saying
+    that `where` does not match `against` (its model config, its config.json)."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a weight whose shape differs from the config's
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), None)
+        raise CheckpointError(f"{where} does not match {against}: {printable(detail or first_line(e), 240)}") from None
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} weight(s) such as {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected weight(s) such as {printable(unexpected[0], 80)}")
+    if parts:
+        raise CheckpointError(f"{where} does not match {against}: {'; '.join(parts)}")
