@@ -95,18 +95,18 @@ def filter_min_p(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 def filter_typical(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Locally typical sampling (Meister et al. 2023): keep the tokens whose surprisal is closest
-    to the distribution's entropy, up to a mass of p."""
+    to the distribution's entropy, up to a mass of p; ties with the last one kept all stay."""
     log_probs = F.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
     entropy = -(probs * torch.nan_to_num(log_probs, neginf=0.0)).sum(-1, keepdim=True)
     deviation = (-log_probs - entropy).abs()
     sorted_dev, order = torch.sort(deviation, dim=-1)
     sorted_probs = probs.gather(-1, order)
-    before = sorted_probs.cumsum(-1) - sorted_probs
-    drop_sorted = before >= p
-    drop_sorted[..., 0] = False
-    drop = drop_sorted.scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+    # a token is needed while the mass before it is still < p (the most typical one always is);
+    # every token as typical as the last needed one stays too, so a tie is never split by index
+    needed = (sorted_probs.cumsum(-1) - sorted_probs < p).sum(-1, keepdim=True).clamp(min=1)
+    threshold = sorted_dev.gather(-1, needed - 1)
+    return logits.masked_fill(deviation > threshold, float("-inf"))
 
 
 def process_logits(logits: torch.Tensor, cfg: SamplingConfig, seen: torch.Tensor | None = None) -> torch.Tensor:
@@ -238,6 +238,16 @@ class Beam:
     score: float = field(default=0.0)
 
 
+def check_beam_search(ids: torch.Tensor, max_new_tokens: int, num_beams: int) -> None:
+    """Refuse what beam search cannot do, with one clear line."""
+    if num_beams < 1:
+        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if ids.size(0) != 1:
+        raise ConfigError("beam search takes one prompt at a time")
+
+
 @torch.no_grad()
 def beam_search(
     model: GPT,
@@ -254,12 +264,7 @@ def beam_search(
     Scores are normalised by length ** length_penalty (Wu et al. 2016 use a similar term), which
     matters when hypotheses stop early through `is_finished` (e.g. at a stop string).
     """
-    if num_beams < 1:
-        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
-    if max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if ids.size(0) != 1:
-        raise ConfigError("beam search takes one prompt at a time")
+    check_beam_search(ids, max_new_tokens, num_beams)
     prompt_len = ids.size(1)
     feeder = ContextFeeder(model, ids, use_cache, keep)
     scores = torch.zeros(1, device=ids.device)  # total log-prob of each live beam
@@ -291,15 +296,10 @@ def beam_search(
         feeder.reorder(index)
         feeder.append(torch.tensor(keep_tokens, device=ids.device))
         scores = torch.tensor(keep_scores, device=ids.device)
-    live = (
-        [
-            Beam(feeder.seq[i, prompt_len:], float(s), normalised(float(s), feeder.seq.size(1) - prompt_len))
-            for i, s in enumerate(scores.tolist())
-        ]
-        if len(finished) < num_beams
-        else []
-    )
-    return sorted(finished + live, key=lambda b: b.score, reverse=True)[:num_beams]
+    if len(finished) < num_beams:  # the live beams compete with the finished ones
+        length = feeder.seq.size(1) - prompt_len
+        finished += [Beam(feeder.seq[i, prompt_len:], s, normalised(s, length)) for i, s in enumerate(scores.tolist())]
+    return sorted(finished, key=lambda b: b.score, reverse=True)[:num_beams]
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:

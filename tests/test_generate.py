@@ -1,5 +1,8 @@
 """generate.py from the command line: every strategy runs, bad input gets one clear line."""
 
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -44,26 +47,52 @@ def test_same_seed_same_text_and_stop_strings(tiny_run, tmp_path):
     assert out.startswith("First Citizen:\n")
 
 
-def test_interactive_mode_reads_prompts_until_an_empty_line(tiny_run):
-    import subprocess
-    import sys
+def gen_interactive(tiny_run, *args, **run_kw) -> subprocess.CompletedProcess:
+    """generate.py interactive=true, its stdin given by `input` (a pipe) or `stdin` (e.g. a terminal)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("PYTEST_ADDOPTS", None)
+    command = [sys.executable, str(ROOT / "generate.py"), f"ckpt={tiny_run['last_ckpt']}", "interactive=true", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env, **run_kw)
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "generate.py"),
-            f"ckpt={tiny_run['last_ckpt']}",
-            "interactive=true",
-            "max_new_tokens=10",
-            "temperature=0",
-        ],
-        input="ROMEO:\nJULIET:\n\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+def test_interactive_mode_reads_prompts_until_an_empty_line(tiny_run):
+    result = gen_interactive(tiny_run, "max_new_tokens=10", "temperature=0", input="ROMEO:\nJULIET:\n\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ROMEO:") == 1 and result.stdout.count("JULIET:") == 1
+    assert "> " not in result.stdout  # piped: stdout holds only the text
+
+
+def test_interactive_mode_seeds_each_prompt_with_seed_plus_its_index(tiny_run):
+    args = ("max_new_tokens=40", "temperature=1.0")
+    result = gen_interactive(tiny_run, *args, "seed=1", input="ROMEO:\nROMEO:\n\n")
+    assert result.returncode == 0, result.stderr
+    first = gen(tiny_run, *args, "seed=1", "prompt=ROMEO:").stdout
+    second = gen(tiny_run, *args, "seed=2", "prompt=ROMEO:").stdout
+    assert first != second  # the same prompt twice gets two different samples...
+    assert result.stdout == first + second  # ...each the one that prompt=... with its seed gives
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_interactive_mode_asks_for_each_prompt_at_a_terminal(tiny_run):
+    import pty
+
+    leader, follower = pty.openpty()
+    os.write(leader, b"ROMEO:\n\n")  # the terminal holds the typed lines until they are read
+    try:
+        result = gen_interactive(tiny_run, "max_new_tokens=10", "temperature=0", stdin=follower)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("> ") == 2  # before ROMEO: and before the empty line that ends it
+    assert result.stdout.startswith("ROMEO:") and "> " not in result.stdout
+
+
+def test_help_lists_generates_options_not_trainings_config_groups():
+    result = run_cli(str(ROOT / "generate.py"), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "temperature: 0.8" in result.stdout and "interactive: false" in result.stdout
+    assert "optim" not in result.stdout and "scheduler" not in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,29 @@ def test_top_k_min_p_typical_and_penalty_on_hand_made_distributions():
     assert penalised.tolist() == [[1.0, 1.0, 0.5, -2.0]]
 
 
+def typical_kept(logits: torch.Tensor, p: float) -> set[int]:
+    return set(torch.isfinite(filter_typical(logits, p))[0].nonzero().flatten().tolist())
+
+
+def test_typical_keeps_a_group_of_equal_logits_whole():
+    """Eight equally likely tokens are equally typical: none can be kept without the others
+    (as Hugging Face's TypicalLogitsWarper does), whatever the mass asked for."""
+    flat = torch.zeros(1, 8)
+    assert typical_kept(flat, 0.5) == set(range(8))
+    assert typical_kept(flat, 0.1) == set(range(8))
+
+
+def test_typical_keeps_a_partly_needed_tie_whole_and_drops_the_rest():
+    # p = 0.284, 0.284, 0.104 x 4, 0.014; entropy 1.72 nats; surprisal 1.26 (the two 1s), 2.26
+    # (the four 0s), 4.26 (the -2): the 1s are the most typical, then the 0s, then the -2
+    logits = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, -2.0]])
+    assert typical_kept(logits, 0.5) == {0, 1}  # 0.568 >= 0.5: no 0 is needed
+    # 0.568 < 0.7 needs one of the 0s, so all four stay (not just the first by index); the -2 goes
+    assert typical_kept(logits, 0.7) == {0, 1, 2, 3, 4, 5}
+    shuffled = logits[:, [6, 2, 0, 3, 4, 1, 5]]
+    assert typical_kept(shuffled, 0.7) == {1, 2, 3, 4, 5, 6}
+
+
 def test_repetition_penalty_reduces_repeats():
     model = make("learned")
     prompt = torch.randint(V, (1, 4))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
@@ -18,6 +20,7 @@ from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, re
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
+from minigpt.tokenizer import TextStream
 
 
 def pick_device(name: str) -> torch.device:
@@ -97,66 +100,128 @@ def unescape_stops(stop) -> list[str]:
     return [str(s).replace("\\n", "\n").replace("\\t", "\t") for s in items if str(s)]
 
 
-def complete(loaded: LoadedModel, prompt: str, cfg: DictConfig, device: torch.device, out=sys.stdout) -> int:
-    """Write the prompt and its continuation(s) to `out`; return the number of tokens generated."""
+def prompt_seed(seed: int | None, index: int) -> int | None:
+    """The seed for the `index`-th prompt (from 0): seed + index, so every prompt of an interactive
+    session gets its own, still reproducible, samples; None (a random seed) stays None."""
+    return None if seed is None else seed + index
+
+
+@dataclass
+class Continuation:
+    """One sample's generated text, which ends after a stop string. Tokens go through the
+    tokenizer's stream, since a BPE token may hold only part of a character."""
+
+    stream: TextStream
+    stops: list[str]
+    text: str = ""
+    ended: bool = False
+
+    def push(self, token: int) -> str:
+        """Add one token; return the text it completes ("" once a stop string has ended the sample)."""
+        if self.ended:
+            return ""
+        piece = self.stream.push(token)
+        self.text += piece
+        # checked after every token, so a stop string always ends in the newest one
+        self.ended = bool(self.stops) and stop_index(self.text, self.stops) is not None
+        return piece
+
+    def finish(self) -> str:
+        """Add the bytes still held back when generation stopped, unless a stop string ended it."""
+        rest = self.stream.flush()
+        if self.ended:
+            return ""
+        self.text += rest
+        return rest
+
+
+def write_beams(loaded: LoadedModel, ids: torch.Tensor, cfg: DictConfig, stops: list[str], out) -> int:
+    """Beam search: write the `num_samples` best beams after the prompt; return their token count."""
     tok = loaded.tokenizer
-    ids = encode_prompt(loaded, prompt, cfg.unknown, device)
-    stops = unescape_stops(cfg.get("stop"))
+    done = (lambda new: stop_index(tok.decode(new.tolist()), stops) is not None) if stops else None
+    beams = beam_search(loaded.model, ids, cfg.max_new_tokens, cfg.num_beams, cfg.length_penalty, cfg.use_cache, done)
     shown_prompt = tok.decode(ids[0].tolist())
+    for rank, beam in enumerate(beams[: cfg.num_samples]):
+        if cfg.num_samples > 1:
+            out.write(f"--- beam {rank + 1} (score {beam.score:.4f}) ---\n")
+        out.write(shown_prompt + tok.decode(beam.ids.tolist()) + "\n")
+    out.flush()
+    return sum(len(b.ids) for b in beams[: cfg.num_samples])
 
-    if cfg.num_beams > 1:
-        done = (lambda new: stop_index(tok.decode(new.tolist()), stops) is not None) if stops else None
-        beams = beam_search(
-            loaded.model, ids, cfg.max_new_tokens, cfg.num_beams, cfg.length_penalty, cfg.use_cache, done
-        )
-        for rank, beam in enumerate(beams[: cfg.num_samples]):
-            if cfg.num_samples > 1:
-                out.write(f"--- beam {rank + 1} (score {beam.score:.4f}) ---\n")
-            out.write(shown_prompt + tok.decode(beam.ids.tolist()) + "\n")
-        out.flush()
-        return sum(len(b.ids) for b in beams[: cfg.num_samples])
 
-    scfg = sampling_config(cfg)
-    batch = ids.expand(cfg.num_samples, -1).contiguous()
-    generator = make_generator(cfg.seed, device)
-    texts = [""] * cfg.num_samples
-    ended = [False] * cfg.num_samples
-    streams = [tok.stream() for _ in range(cfg.num_samples)]  # a BPE token may hold part of a character
-    streaming = cfg.stream and cfg.num_samples == 1
-    if streaming:
+def decode_samples(
+    loaded: LoadedModel, ids: torch.Tensor, cfg: DictConfig, samples: list[Continuation], generator, echo=None
+) -> int:
+    """Sample into `samples` (one row each) until max_new_tokens or every one has stopped, writing
+    the first one's text to `echo` as it comes when given; return the number of steps."""
+    batch = ids.expand(len(samples), -1).contiguous()
+    steps = stream_tokens(loaded.model, batch, cfg.max_new_tokens, sampling_config(cfg), cfg.use_cache, generator)
+    n = 0
+    for step_ids in steps:
+        n += 1
+        pieces = [sample.push(t) for sample, t in zip(samples, step_ids.tolist())]
+        if echo is not None:
+            echo.write(pieces[0])
+            echo.flush()
+        if all(sample.ended for sample in samples):
+            break
+    rests = [sample.finish() for sample in samples]
+    if echo is not None:
+        echo.write(rests[0])
+    return n
+
+
+def write_samples(loaded: LoadedModel, ids: torch.Tensor, cfg: DictConfig, stops: list[str], generator, out) -> int:
+    """Sample `num_samples` continuations: stream a single one as it is made, or write them all
+    once done; return the number of tokens generated."""
+    tok = loaded.tokenizer
+    shown_prompt = tok.decode(ids[0].tolist())
+    samples = [Continuation(tok.stream(), stops) for _ in range(cfg.num_samples)]
+    if cfg.stream and cfg.num_samples == 1:
         out.write(shown_prompt)
         out.flush()
-    n = 0
-    for step_ids in stream_tokens(loaded.model, batch, cfg.max_new_tokens, scfg, cfg.use_cache, generator):
-        n += 1
-        for i, t in enumerate(step_ids.tolist()):
-            if ended[i]:
-                continue
-            piece = streams[i].push(t)
-            texts[i] += piece
-            # checked after every token, so a stop string always ends in the newest one
-            if stops and stop_index(texts[i], stops) is not None:
-                ended[i] = True
-            if streaming:
-                out.write(piece)
-                out.flush()
-        if all(ended):
-            break
-    for i, stream in enumerate(streams):  # bytes still held back when generation stopped
-        rest = stream.flush()
-        if not ended[i]:
-            texts[i] += rest
-            if streaming:
-                out.write(rest)
-    if streaming:
+        n = decode_samples(loaded, ids, cfg, samples, generator, echo=out)
         out.write("\n")
     else:
-        for i, text in enumerate(texts):
+        n = decode_samples(loaded, ids, cfg, samples, generator)
+        for i, sample in enumerate(samples):
             if cfg.num_samples > 1:
                 out.write(f"--- sample {i + 1} ---\n")
-            out.write(shown_prompt + text + "\n")
+            out.write(shown_prompt + sample.text + "\n")
     out.flush()
     return n * cfg.num_samples
+
+
+def complete(
+    loaded: LoadedModel, prompt: str, cfg: DictConfig, device: torch.device, out=sys.stdout, prompt_index: int = 0
+) -> int:
+    """Write the prompt and its continuation(s) to `out`; return the number of tokens generated.
+    Sampling is seeded with `prompt_seed(cfg.seed, prompt_index)`."""
+    ids = encode_prompt(loaded, prompt, cfg.unknown, device)
+    stops = unescape_stops(cfg.get("stop"))
+    if cfg.num_beams > 1:
+        return write_beams(loaded, ids, cfg, stops, out)
+    generator = make_generator(prompt_seed(cfg.seed, prompt_index), device)
+    return write_samples(loaded, ids, cfg, stops, generator, out)
+
+
+def read_prompts(cfg: DictConfig) -> Iterator[str]:
+    """The prompt (prompt or prompt_file), or in interactive mode each line of stdin until an empty
+    one, asked for with `> ` on stderr when stdin is a terminal (stdout keeps only the text)."""
+    if not cfg.interactive:
+        yield read_prompt(cfg)
+        return
+    ask = sys.stdin.isatty()
+    while True:
+        if ask:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if ask and not line:  # end of input (Ctrl-D): end the prompt's line
+            print(file=sys.stderr)
+        prompt = line.rstrip("\n")
+        if not prompt:
+            return
+        yield prompt
 
 
 def run(cfg: DictConfig) -> None:
@@ -176,15 +241,10 @@ def run(cfg: DictConfig) -> None:
         f"block {loaded.model.config.block_size} | {loaded.model.config.pos_encoding} | device {device}",
         file=sys.stderr,
     )
-    prompts = iter(sys.stdin.readline, "") if cfg.interactive else [read_prompt(cfg)]
-    for prompt in prompts:
-        if cfg.interactive:
-            prompt = prompt.rstrip("\n")
-            if not prompt:
-                break
+    for index, prompt in enumerate(read_prompts(cfg)):
         start = time.perf_counter()
         try:
-            n = complete(loaded, prompt, cfg, device)
+            n = complete(loaded, prompt, cfg, device, prompt_index=index)
         except MinigptError as e:
             if not cfg.interactive:
                 raise
