@@ -1,5 +1,6 @@
 """evaluate.py on a tiny trained checkpoint: the strided sweep scores every character once and
-equals a direct computation; the command writes the tables as CSV and JSON."""
+equals a direct computation; the command writes the tables as CSV and JSON, a figure of them,
+and samples.md with each prompt before its continuations."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ import torch.nn.functional as F
 from conftest import CONF, ROOT, run_cli, train_cfg
 from hydra import compose, initialize_config_dir
 
-from minigpt.analysis.evaluate import GENERATION_COLUMNS, distinct_n, run, token_losses
+from minigpt.analysis.evaluate import (
+    GENERATION_COLUMNS,
+    distinct_n,
+    evaluation_ids,
+    fenced,
+    plot_generation,
+    run,
+    samples_markdown,
+    token_losses,
+)
 from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import FixedWindows
 from minigpt.errors import ConfigError, DataError
@@ -94,7 +104,86 @@ def test_evaluate_cli_prints_and_writes_the_tables(tiny_run, loaded, tmp_path):
     assert max(float(r["chrf"]) for r in rows[1:]) > 0  # sampled text shares character n-grams
     ppl = {r["strategy"]: float(r["self_ppl"]) for r in rows}
     assert ppl["greedy"] < ppl["top_k"]  # greedy picks the most likely character every time
-    assert "## beam" in (out / "samples.md").read_text()
+    assert "generation.png" in result.stdout.splitlines()[-1]
+    assert (out / "generation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "generation.png").stat().st_size > 10_000
+    samples = (out / "samples.md").read_text()
+    assert "![generation quality per decoding strategy](generation.png)" in samples
+    # the first prompt of the validation split, then the text that really follows it, then each strategy's
+    ids, _ = evaluation_ids(loaded, {})
+    prompt, following = ids[:16], ids[16:40]  # 3 prompts evenly spaced from the start to the end
+    expected = "\n".join(
+        [
+            "## Prompt 1",
+            "",
+            *fenced(loaded.tokenizer.decode(prompt.tolist())),
+            "",
+            "### reference (held-out text)",
+            "",
+            *fenced(loaded.tokenizer.decode(following.tolist())),
+        ]
+    )
+    assert expected in samples
+    order = [samples.index(h) for h in ("## Prompt 1", "### greedy (temperature=0)", "### beam", "## Prompt 2")]
+    assert order == sorted(order) and samples.count("### beam (num_beams=2)") == 3
+
+
+def test_samples_show_each_prompt_before_its_continuations():
+    rows = [{"strategy": "reference", "settings": "held-out text"}, {"strategy": "greedy", "settings": "temperature=0"}]
+    samples = {"reference": ["T's fair", "me sir", "x"], "greedy": ["the the", "and ```the", "y"]}
+    text = samples_markdown(["Firs", "Ro", "z"], samples, rows, "generation.png", shown=2)
+    assert text.splitlines() == [
+        "# Samples",
+        "",
+        "![generation quality per decoding strategy](generation.png)",
+        "",
+        "The first 2 of 3 prompts, each followed by its continuation by every decoding strategy; "
+        "`reference` is the text that really follows the prompt.",
+        "",
+        "## Prompt 1",
+        "",
+        *("```", "Firs", "```"),
+        "",
+        "### reference (held-out text)",
+        "",
+        *("```", "T's fair", "```"),
+        "",
+        "### greedy (temperature=0)",
+        "",
+        *("```", "the the", "```"),
+        "",
+        "## Prompt 2",
+        "",
+        *("```", "Ro", "```"),
+        "",
+        "### reference (held-out text)",
+        "",
+        *("```", "me sir", "```"),
+        "",
+        "### greedy (temperature=0)",
+        "",
+        *("````", "and ```the", "````"),  # a longer fence than the backticks inside
+    ]
+    assert text.endswith("````\n")
+
+
+def test_the_figure_has_a_titled_labelled_chart_per_metric():
+    rows = [
+        {"strategy": "reference", "bleu": math.nan, "chrf": math.nan, "distinct_2": 0.9, "self_ppl": 5.0},
+        {"strategy": "greedy", "bleu": 8.0, "chrf": 13.0, "distinct_2": 0.2, "self_ppl": 2.5},
+        {"strategy": "top_k", "bleu": 10.0, "chrf": 16.0, "distinct_2": 0.95, "self_ppl": 3.9},
+    ]
+    result = {"text": "all of poem.txt", "loss": 1.6, "ppl": math.exp(1.6), "bpc": 1.6 / math.log(2)}
+    fig = plot_generation({**result, "generation": rows})
+    assert "loss 1.600 nats, 2.308 bits per character" in fig.get_suptitle()
+    assert [ax.get_ylabel() for ax in fig.axes] == ["chrF x 100", "BLEU x 100", "distinct-2", "self-perplexity"]
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_xlabel() == "decoding strategy"
+    # BLEU and chrF have no reference bar (the reference is what they compare with); the others do
+    ticks = [[t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes]
+    assert ticks == [["greedy", "top_k"]] * 2 + [["reference", "greedy", "top_k"]] * 2
+    assert [bar.get_height() for bar in fig.axes[3].patches] == [5.0, 2.5, 3.9]
+    assert "bits per token" in plot_generation({**result, "generation": rows}, unit="bpe").get_suptitle()
 
 
 def evaluate_with_config(ckpt, *overrides: str) -> dict:

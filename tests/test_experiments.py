@@ -2,13 +2,14 @@
 and the sweep report on complete and failed sweeps."""
 
 import csv
+import json
 import math
 
 import pytest
 import torch
 from conftest import ROOT, compose_train, run_cli, train_cfg
 
-from minigpt.analysis.report import report
+from minigpt.analysis.report import report, report_figures
 from minigpt.architectures import build_model
 from minigpt.checkpoint.load import load_model
 from minigpt.sampling import SamplingConfig, generate
@@ -160,6 +161,13 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     assert (tmp_path / "val_loss_curves.png").stat().st_size > 5000
     assert (tmp_path / "loss_vs_model.n_head.png").is_file()
     assert (tmp_path / "curves_train_loss.png").stat().st_size > 5000  # an extra overlaid tag
+    # n_head does not change the parameter count: a plot against it would be one point
+    assert not (tmp_path / "loss_vs_parameters.png").exists() and "loss_vs_parameters" not in rep["files"]
+    figures = report_figures(rep["jobs"], rep["keys"], ("train/loss",))
+    assert set(figures) == {"val_loss_curves", "curves_train_loss", "loss_vs_model.n_head"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {f"{name}.png" for name in figures}
+    for name, fig in figures.items():
+        assert [bool(ax.get_title()) for ax in fig.axes] == [True], name
     assert "no job logged 'no/such_tag'; logged tags:" in printed and "train/loss" in printed
     assert not (tmp_path / "curves_no_such_tag.png").exists()
     # a job whose summary.json was cut short (killed while writing) counts as incomplete
@@ -167,6 +175,39 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     redone = {j["overrides"]["model.n_head"]: j for j in report(tmp_path, out_dir=tmp_path / "again")["jobs"]}
     assert redone["2"]["status"] == "failed/incomplete"  # but its TensorBoard curve still gives the best loss
     assert redone["2"]["best_val_loss"] == pytest.approx(jobs["2"]["best_val_loss"])
+
+
+def fake_sweep(folder, jobs: list[tuple[str, int, float]]):
+    """Job folders as a Hydra multirun of train.py leaves them, without TensorBoard logs: one
+    override, and a summary.json with the parameter count and the best validation loss."""
+    for n, (override, parameters, loss) in enumerate(jobs):
+        (folder / str(n) / ".hydra").mkdir(parents=True)
+        (folder / str(n) / ".hydra" / "overrides.yaml").write_text(f"- {override}\n")
+        summary = {"best_val_loss": loss, "steps": 10, "parameters": parameters, "train_seconds": 1.0}
+        (folder / str(n) / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_report_draws_loss_vs_parameters_only_when_the_counts_differ(tmp_path, capsys):
+    jobs = [("model.n_embd=16", 9000, 2.3), ("model.n_embd=32", 30000, 2.1), ("model.n_embd=64", 110000, 2.0)]
+    rep = report(fake_sweep(tmp_path / "sizes", jobs))
+    assert (tmp_path / "sizes" / "loss_vs_parameters.png").stat().st_size > 5000
+    assert set(rep["files"]) == {"csv", "loss_vs_model.n_embd", "loss_vs_parameters"}  # no curves without logs
+    titles = {
+        name: [ax.get_title() for ax in fig.axes] for name, fig in report_figures(rep["jobs"], rep["keys"]).items()
+    }
+    assert titles["loss_vs_parameters"] == ["best validation loss against parameter count"]
+
+    # a categorical sweep that keeps the parameter count: a bar chart, and no plot against parameters
+    jobs = [("model.pos_encoding=learned", 9000, 2.3), ("model.pos_encoding=rope", 9000, 2.1)]
+    rep = report(fake_sweep(tmp_path / "same", jobs))
+    assert set(rep["files"]) == {"csv", "loss_vs_model.pos_encoding"}
+    assert not (tmp_path / "same" / "loss_vs_parameters.png").exists()
+    figures = report_figures(rep["jobs"], rep["keys"])
+    assert [ax.get_title() for ax in figures["loss_vs_model.pos_encoding"].axes] == [
+        "best validation loss against model.pos_encoding"
+    ]
+    assert "loss_vs_parameters" not in capsys.readouterr().out.split("wrote")[-1]
 
 
 def test_report_on_a_wrong_folder_is_one_line(tmp_path):

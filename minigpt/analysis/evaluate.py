@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 
@@ -35,6 +36,14 @@ from minigpt.sampling import SamplingConfig, beam_search, generate, make_generat
 log = logging.getLogger("minigpt")
 LN2 = math.log(2)
 GENERATION_COLUMNS = ("strategy", "settings", "bleu", "chrf", "distinct_1", "distinct_2", "self_ppl")
+FIGURE = "generation.png"
+# the bar charts of generation.png: (column, title, y label)
+METRIC_PANELS = (
+    ("chrf", "chrF against the real continuation", "chrF x 100"),
+    ("bleu", "character BLEU against the real continuation", "BLEU x 100"),
+    ("distinct_2", "diversity: distinct word bigrams", "distinct-2"),
+    ("self_ppl", "the model's perplexity of the text", "self-perplexity"),
+)
 
 
 # --------------------------------------------------------------------------- options
@@ -194,22 +203,32 @@ def parse_strategy(name: str, settings) -> tuple[int, float, SamplingConfig | No
         raise ConfigError(f"{where}: num_beams must be an integer >= 1, got {num_beams!r}")
     length_penalty = settings.pop("length_penalty", None)
     if num_beams > 1:
-        if settings:
-            raise ConfigError(
-                f"{where}: beam search (num_beams={num_beams}) takes only num_beams and length_penalty, "
-                f"not {', '.join(settings)}; drop them or use num_beams=1 to sample"
-            )
-        if length_penalty is not None and not isinstance(length_penalty, (int, float)):
-            raise ConfigError(f"{where}: length_penalty must be a number, got {length_penalty!r}")
-        return num_beams, 1.0 if length_penalty is None else float(length_penalty), None
+        return num_beams, _beam_length_penalty(where, num_beams, length_penalty, settings), None
     if length_penalty is not None:
         raise ConfigError(f"{where}: length_penalty is for beam search only; add num_beams > 1 or drop it")
+    return 1, 1.0, _sampling_config(where, settings)
+
+
+def _beam_length_penalty(where: str, num_beams: int, length_penalty, others: dict) -> float:
+    """Beam search's length penalty (1.0 when unset); beam search takes no sampling options."""
+    if others:
+        raise ConfigError(
+            f"{where}: beam search (num_beams={num_beams}) takes only num_beams and length_penalty, "
+            f"not {', '.join(others)}; drop them or use num_beams=1 to sample"
+        )
+    if length_penalty is not None and not isinstance(length_penalty, (int, float)):
+        raise ConfigError(f"{where}: length_penalty must be a number, got {length_penalty!r}")
+    return 1.0 if length_penalty is None else float(length_penalty)
+
+
+def _sampling_config(where: str, settings: dict) -> SamplingConfig:
+    """`SamplingConfig(**settings)`, its errors prefixed with the strategy's name."""
     unknown = [key for key in settings if key not in SamplingConfig.__dataclass_fields__]
     if unknown:
         known = ", ".join([*SamplingConfig.__dataclass_fields__, "num_beams", "length_penalty"])
         raise ConfigError(f"{where}: unknown decoding option {', '.join(unknown)}; the options are {known}")
     try:
-        return 1, 1.0, SamplingConfig(**settings)
+        return SamplingConfig(**settings)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -236,13 +255,15 @@ def generation_table(
     new_chars: int = 100,
     seed: int | None = 1337,
     stride: int | None = None,
-) -> tuple[list[dict], dict[str, list[str]]]:
+) -> tuple[list[dict], list[str], dict[str, list[str]]]:
     """Continue `prompts` evenly spaced snippets of `ids` with every strategy and score them
     against the text that really follows: BLEU over character 4-grams (word 4-grams of 100
     characters almost never match, which makes word BLEU 0 for every strategy) and chrF
     (character 6-grams), both x 100,
     distinct-1/2 and the model's perplexity of its own continuations. The first row, `reference`,
-    scores the held-out continuations themselves (distinct-n and perplexity only)."""
+    scores the held-out continuations themselves (distinct-n and perplexity only).
+
+    Returns the rows, the prompts as text, and each strategy's continuations (one per prompt)."""
     model, tok = loaded.model, loaded.tokenizer
     check_generation_fits(ids.numel(), prompts, prompt_chars, new_chars, tok.kind)
     span = prompt_chars + new_chars
@@ -279,7 +300,7 @@ def generation_table(
             }
         )
         samples[name] = texts
-    return rows, samples
+    return rows, [tok.decode(p.tolist()) for p in prompt_ids], samples
 
 
 # --------------------------------------------------------------------------- output
@@ -298,8 +319,11 @@ def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def write_results(out_dir: Path, result: dict, samples: dict[str, list[str]]) -> None:
-    """metrics.json (everything), generation.csv (one row per strategy), samples.md (examples).
+def write_results(
+    out_dir: Path, result: dict, prompts: list[str], samples: dict[str, list[str]], unit: str = "char"
+) -> None:
+    """metrics.json (everything), generation.csv (one row per strategy), generation.png (its
+    figure) and samples.md (prompts and their continuations, and the figure).
     Files are created, never replaced ("x"): a file that appeared since `check_out_dir` is kept."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "metrics.json", "x") as f:
@@ -309,17 +333,68 @@ def write_results(out_dir: Path, result: dict, samples: dict[str, list[str]]) ->
         writer.writeheader()
         for row in result["generation"]:
             writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-    lines = ["# Samples", ""]
-    for name, texts in samples.items():
-        lines += [f"## {name}", ""]
-        for text in texts[:3]:
-            lines += ["```", text, "```", ""]
+    with open(out_dir / FIGURE, "xb") as f:
+        plot_generation(result, unit).savefig(f, format="png")
     with open(out_dir / "samples.md", "x") as f:
-        f.write("\n".join(lines))
+        f.write(samples_markdown(prompts, samples, result["generation"], FIGURE))
+
+
+def samples_markdown(
+    prompts: list[str], samples: dict[str, list[str]], rows: list[dict], figure: str | None = None, shown: int = 3
+) -> str:
+    """samples.md: the figure, then each of the first `shown` prompts followed by its continuation
+    by every strategy (`reference` is the text that really follows it)."""
+    settings = {row["strategy"]: row["settings"] for row in rows}
+    lines = ["# Samples", ""]
+    if figure:
+        lines += [f"![generation quality per decoding strategy]({figure})", ""]
+    lines += [
+        f"The first {min(shown, len(prompts))} of {len(prompts)} prompts, each followed by its continuation "
+        f"by every decoding strategy; `reference` is the text that really follows the prompt.",
+        "",
+    ]
+    for i, prompt in enumerate(prompts[:shown]):
+        lines += [f"## Prompt {i + 1}", "", *fenced(prompt), ""]
+        for name, texts in samples.items():
+            lines += [f"### {name} ({settings.get(name, '')})", "", *fenced(texts[i]), ""]
+    return "\n".join(lines)
+
+
+def fenced(text: str) -> list[str]:
+    """`text` as the lines of a Markdown code block, fenced by more backticks than it holds in a row."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return [fence, text, fence]
+
+
+def plot_generation(result: dict, unit: str = "char") -> Figure:
+    """One bar chart per generation metric, a bar per decoding strategy (the held-out `reference`
+    in grey where it has a value), under a title giving the loss and bits per character."""
+    rows = result["generation"]
+    colours = {row["strategy"]: "0.6" if i == 0 else f"C{(i - 1) % 10}" for i, row in enumerate(rows)}
+    fig = Figure(figsize=(3.6 * len(METRIC_PANELS), 4.2), dpi=120, layout="constrained")
+    for ax, (column, title, ylabel) in zip(fig.subplots(1, len(METRIC_PANELS)), METRIC_PANELS):
+        shown = [row for row in rows if math.isfinite(row[column])]
+        bars = ax.bar(range(len(shown)), [row[column] for row in shown], color=[colours[r["strategy"]] for r in shown])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks(range(len(shown)), [row["strategy"] for row in shown], rotation=30, ha="right")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("decoding strategy")
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    per = "character" if unit == "char" else "token"
+    fig.suptitle(
+        f"{result['text']}\nloss {result['loss']:.3f} nats, {result['bpc']:.3f} bits per {per}, "
+        f"perplexity {result['ppl']:.2f}; generation quality per decoding strategy",
+        fontsize=10,
+    )
+    return fig
 
 
 def run(cfg: DictConfig) -> dict:
-    """Evaluate `cfg.ckpt`: print the tables, write metrics.json, generation.csv and samples.md."""
+    """Evaluate `cfg.ckpt`: print the tables, write metrics.json, generation.csv, generation.png
+    and samples.md."""
     ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/best.ckpt")
     strategies = check_options(cfg)
     out_dir = check_out_dir(cfg.out_dir)
@@ -343,12 +418,12 @@ def run(cfg: DictConfig) -> dict:
     result = {"checkpoint": str(ckpt), "text": description, "stride": stride or loaded.model.config.block_size}
     result["quantize"] = quantize
     result.update(metrics)
-    rows, samples = generation_table(
+    rows, prompts, samples = generation_table(
         loaded, ids, strategies, gen.prompts, gen.prompt_chars, gen.new_chars, gen.seed, stride
     )
     result["generation"] = rows
     result["generation_settings"] = {k: gen[k] for k in ("prompts", "prompt_chars", "new_chars", "seed")}
-    write_results(out_dir, result, samples)
+    write_results(out_dir, result, prompts, samples, loaded.tokenizer.kind)
     unit = "characters" if loaded.tokenizer.kind == "char" else "tokens (loss, ppl and bpc are per token)"
     print(f"{description}: {metrics['characters']:,} {unit}, stride {result['stride']}\n")
     print(markdown_table([result], ("loss", "ppl", "bpc")))
@@ -357,5 +432,5 @@ def run(cfg: DictConfig) -> dict:
         f"{gen.new_chars} new characters each; BLEU and chrF x 100 against the real continuation\n"
     )
     print(markdown_table(rows, GENERATION_COLUMNS))
-    print(f"\nwritten to {out_dir}/ (metrics.json, generation.csv, samples.md)")
+    print(f"\nwritten to {out_dir}/ (metrics.json, generation.csv, {FIGURE}, samples.md)")
     return result

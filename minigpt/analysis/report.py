@@ -1,9 +1,10 @@
-"""Summarise a sweep: python -m minigpt report outputs/<task>/multiruns/<time> [--out DIR]
+"""Summarise a sweep: python -m minigpt report dir=outputs/<task>/multiruns/<time> [out=DIR]
 
 Reads every job directory of a Hydra multirun (its overrides, summary.json and TensorBoard
 logs), prints a table, and writes `report.csv` plus plots: validation-loss curves overlaid,
-best validation loss against each swept parameter, and against the parameter count. Jobs that
-failed or are still running appear with their status and whatever they logged.
+best validation loss against each swept parameter, and against the parameter count when the
+jobs' counts differ. Jobs that failed or are still running appear with their status and
+whatever they logged. The plots are `matplotlib.figure.Figure`s made without pyplot.
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ import math
 import sys
 from pathlib import Path
 
-import matplotlib
+import yaml
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from minigpt.errors import MinigptError  # noqa: E402
-from minigpt.figures import read_scalars  # noqa: E402
+from minigpt.errors import MinigptError
+from minigpt.figures import read_scalars
 
 
 def load_job(job_dir: Path) -> dict:
@@ -134,12 +132,13 @@ def print_table(jobs: list[dict], keys: list[str], out=None) -> None:
             print("  ".join("-" * w for w in widths), file=out)
 
 
-def plot_curves(jobs: list[dict], keys: list[str], path: Path, tag: str = "val/loss", log_y: bool = False) -> bool:
-    """Overlay one TensorBoard scalar (default: the validation loss) of every job; False if no
+def plot_curves(jobs: list[dict], keys: list[str], tag: str = "val/loss", log_y: bool = False) -> Figure | None:
+    """One TensorBoard scalar (default: the validation loss) of every job, overlaid; None if no
     job logged it."""
     if not any(j["scalars"].get(tag) for j in jobs):
-        return False
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+        return None
+    fig = Figure(figsize=(7.5, 4.5), dpi=120, layout="constrained")
+    ax = fig.subplots()
     for j in jobs:
         if j["scalars"].get(tag):
             steps, values = zip(*j["scalars"][tag])
@@ -158,22 +157,21 @@ def plot_curves(jobs: list[dict], keys: list[str], path: Path, tag: str = "val/l
         ax.set_yscale("log", nonpositive="mask")  # exact zeros are left out
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return fig
 
 
-def plot_vs(jobs: list[dict], xs: list, xlabel: str, path: Path, log_x: bool = False) -> None:
-    """Best validation loss against one quantity per job; categorical when it is not numeric."""
+def plot_vs(jobs: list[dict], xs: list, xlabel: str, log_x: bool = False) -> Figure | None:
+    """Best validation loss against one quantity per job, as a line when the quantity is numeric
+    and as bars when it is not; None when no job has both."""
     points = [
         (x, j["best_val_loss"])
         for x, j in zip(xs, jobs)
         if x is not None and j["best_val_loss"] is not None and math.isfinite(j["best_val_loss"])
     ]
     if not points:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+        return None
+    fig = Figure(figsize=(6, 4), dpi=120, layout="constrained")
+    ax = fig.subplots()
     numeric = all(isinstance(x, (int, float)) for x, _ in points)
     if numeric:
         points.sort()
@@ -183,7 +181,8 @@ def plot_vs(jobs: list[dict], xs: list, xlabel: str, path: Path, log_x: bool = F
     else:
         ax.bar([str(x) for x, _ in points], [y for _, y in points])
         ax.set_ylim(min(y for _, y in points) * 0.95, max(y for _, y in points) * 1.02)
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+        for tick in ax.get_xticklabels():
+            tick.set(rotation=30, ha="right")
     for x, y in points:
         ax.annotate(
             f"{y:.3f}",
@@ -195,10 +194,32 @@ def plot_vs(jobs: list[dict], xs: list, xlabel: str, path: Path, log_x: bool = F
         )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("best validation loss")
+    ax.set_title(f"best validation loss against {xlabel}")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def report_figures(
+    jobs: list[dict], keys: list[str], curves: tuple[str, ...] = (), log_y: bool = False
+) -> dict[str, Figure]:
+    """Every plot of the report by file name (without .png): the validation-loss curves, one
+    overlay per tag of `curves`, the best loss against each swept key, and against the parameter
+    count when the jobs' counts differ. A plot with nothing to draw is left out."""
+    figures = {"val_loss_curves": plot_curves(jobs, keys)}
+    for tag in curves:
+        figures[f"curves_{tag.replace('/', '_')}"] = plot_curves(jobs, keys, tag, log_y)
+    for key in keys:
+        values = [j["overrides"].get(key) for j in jobs]
+        numbers = [_number(v) for v in values]
+        xs = numbers if all(n is not None for n in numbers) else values
+        positive = all(isinstance(x, float) and x > 0 for x in xs)
+        figures[f"loss_vs_{key.replace('/', '_')}"] = plot_vs(
+            jobs, xs, key, log_x=positive and max(xs) / min(xs) >= 100
+        )
+    if len({j["parameters"] for j in jobs if j["parameters"]}) > 1:  # one count: nothing to compare
+        counts = [j["parameters"] for j in jobs]
+        figures["loss_vs_parameters"] = plot_vs(jobs, counts, "parameter count", log_x=True)
+    return {name: fig for name, fig in figures.items() if fig is not None}
 
 
 def report(
@@ -208,8 +229,8 @@ def report(
     curves: tuple[str, ...] = (),
     log_y: bool = False,
 ) -> dict:
-    """Write report.csv and the plots for `sweep_dir` (plus one overlay per TensorBoard tag in
-    `curves`); return what was written."""
+    """Write report.csv and the plots of `report_figures` for `sweep_dir` (plus one overlay per
+    TensorBoard tag in `curves`); return the jobs, the swept keys and the files written by name."""
     out = out or sys.stdout
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -222,29 +243,16 @@ def report(
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = swept_keys(jobs)
-    written = {"csv": out_dir / "report.csv", "curves": out_dir / "val_loss_curves.png"}
+    written = {"csv": out_dir / "report.csv"}
     write_csv(jobs, keys, written["csv"])
-    plot_curves(jobs, keys, written["curves"])
+    figures = report_figures(jobs, keys, curves, log_y)
+    for name, fig in figures.items():
+        written[name] = out_dir / f"{name}.png"
+        fig.savefig(written[name])
     for tag in curves:
-        path = out_dir / f"curves_{tag.replace('/', '_')}.png"
-        if plot_curves(jobs, keys, path, tag, log_y):
-            written[f"curves_{tag}"] = path
-        else:
+        if f"curves_{tag.replace('/', '_')}" not in figures:
             tags = sorted({t for j in jobs for t in j["scalars"]})
             print(f"note: no job logged {tag!r}; logged tags: {', '.join(tags) or 'none'}", file=out)
-    for key in keys:
-        values = [j["overrides"].get(key) for j in jobs]
-        numbers = [_number(v) for v in values]
-        xs = numbers if all(n is not None for n in numbers) else values
-        path = out_dir / f"loss_vs_{key.replace('/', '_')}.png"
-        positive = all(isinstance(x, float) and x > 0 for x in xs)
-        plot_vs(jobs, xs, key, path, log_x=positive and max(xs) / min(xs) >= 100)
-        if path.exists():
-            written[f"vs_{key}"] = path
-    if any(j["parameters"] for j in jobs):
-        path = out_dir / "loss_vs_parameters.png"
-        plot_vs(jobs, [j["parameters"] for j in jobs], "parameters", path, log_x=True)
-        written["vs_parameters"] = path
     print_table(jobs, keys, out)
     print(f"\nwrote {', '.join(str(p) for p in written.values())}", file=out)
     return {"jobs": jobs, "keys": keys, "files": written}
