@@ -8,5 +8,6 @@ see pyproject.toml):
     inference/    generation, quantization, export        training/  LightningModules, callbacks, the run
     checkpoint/   the checkpoint format, loading, GPT-2 folders, init_from
     data/         corpora, tokenized windows, LightningDataModules
-    core          model.py, lstm.py, tokenizer.py, sampling.py, probes.py, figures.py, io.py, errors.py
+    core          model.py, lstm.py, architectures.py, tokenizer.py, sampling.py, probes.py,
+                  figures.py, io.py, errors.py, cli.py
 """

@@ -101,7 +101,7 @@ def swept_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if not HydraConfig.initialized():
+    if not _in_multirun():
         return []
     task = list(HydraConfig.get().overrides.task)
     try:

@@ -7,6 +7,7 @@ drawn from plain tensors; the training callbacks, diagnose and the notebooks sha
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -79,35 +80,43 @@ def plot_loss_curve(log_dir: str | Path, out: str | Path, title: str = "") -> Pa
     return out
 
 
-def plot_attention(weights: torch.Tensor, chars: list[str], title: str) -> Figure:
-    """One heatmap per head of one layer (nh, T, T), and their mean as the last panel."""
+def plot_attention(weights: torch.Tensor, chars: list[str], title: str, columns: int | None = None) -> Figure:
+    """One heatmap per head of one layer (nh, T, T), and their mean as the last panel; in one
+    row, or in a grid of `columns` panels per row (legible in a narrow TensorBoard card)."""
     panels = [*weights, weights.mean(0)]
     names = [f"head {h}" for h in range(len(weights))] + ["mean of heads"]
-    return _heatmaps(panels, names, chars, title)
+    return _heatmaps(panels, names, chars, title, columns)
 
 
-def plot_attention_mean(layers: list[torch.Tensor], chars: list[str]) -> Figure:
+def plot_attention_mean(layers: list[torch.Tensor], chars: list[str], columns: int | None = None) -> Figure:
     """Attention averaged over the heads of each layer and over all layers, side by side."""
     panels = [w.mean(0) for w in layers] + [torch.stack(layers).mean((0, 1))]
     names = [f"layer {i}" for i in range(len(layers))] + ["all layers"]
-    return _heatmaps(panels, names, chars, "attention averaged over heads")
+    return _heatmaps(panels, names, chars, "attention averaged over heads", columns)
 
 
-def _heatmaps(panels: list[torch.Tensor], names: list[str], chars: list[str], title: str) -> Figure:
+def _heatmaps(
+    panels: list[torch.Tensor], names: list[str], chars: list[str], title: str, columns: int | None = None
+) -> Figure:
     T = panels[0].size(-1)
     size = 2.2 + T / 16
-    fig = Figure(figsize=(size * len(panels), size + 0.6), dpi=100, layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    cols = min(columns or len(panels), len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(size * cols, size * rows + 0.6), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
     labels = [show_char(c) for c in chars]
     step = max(1, T // 32)  # at most ~32 tick labels per axis stay readable
     for i, (ax, panel, name) in enumerate(zip(axes, panels, names)):
         im = ax.imshow(panel.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(name, fontsize=9)
         ax.set_xticks(range(0, T, step), labels[::step], fontsize=6, family="monospace")
-        # characters label the rows of the first panel only: text is most of the drawing time
-        ax.set_yticks(range(0, T, step), labels[::step] if i == 0 else [], fontsize=6, family="monospace")
+        # characters label the rows of each row's first panel only: text is most of the drawing time
+        ax.set_yticks(range(0, T, step), labels[::step] if i % cols == 0 else [], fontsize=6, family="monospace")
         ax.set_xlabel("key (attended to)", fontsize=7)
-    axes[0].set_ylabel("query (predicting the next char)", fontsize=7)
+        if i % cols == 0:
+            ax.set_ylabel("query (predicting the next char)", fontsize=7)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
     fig.colorbar(im, ax=list(axes), shrink=0.8, label="attention weight")
     fig.suptitle(title)
     return fig

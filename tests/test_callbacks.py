@@ -63,18 +63,18 @@ def test_optimization_stats_per_layer_group_before_clipping(callback_run):
     acc = callback_run["acc"]
     scalars = acc.Tags()["scalars"]
     groups = ("embedding", "layer0", "layer1", "final_norm", "total")
-    for kind in ("grad_norm", "weight_norm", "update_ratio"):
+    for kind in ("weights/grad_norm", "weights/weight_norm", "weights/update_ratio"):
         for group in groups:
             assert f"{kind}/{group}" in scalars, f"{kind}/{group}"
-    grad = {e.step: e.value for e in acc.Scalars("grad_norm/total")}
+    grad = {e.step: e.value for e in acc.Scalars("weights/grad_norm/total")}
     assert sorted(grad) == [0, 5, 10, 15]
     assert all(v > 10 * CLIP for v in grad.values())  # after clipping it would be <= CLIP
     # the total is the norm of the group norms
     for step, total in grad.items():
-        parts = [acc.Scalars(f"grad_norm/{g}") for g in groups[:-1]]
+        parts = [acc.Scalars(f"weights/grad_norm/{g}") for g in groups[:-1]]
         by_step = [next(e.value for e in p if e.step == step) for p in parts]
         assert total == pytest.approx(math.sqrt(sum(v * v for v in by_step)), rel=1e-4)
-    ratios = [e.value for e in acc.Scalars("update_ratio/layer0")]
+    ratios = [e.value for e in acc.Scalars("weights/update_ratio/layer0")]
     assert len(ratios) == 4 and all(0 < r < 0.1 for r in ratios)
 
 
@@ -88,7 +88,7 @@ def test_text_samples_at_each_temperature(callback_run):
 
 def test_attention_heatmaps_per_layer_and_averaged(callback_run):
     acc = callback_run["acc"]
-    for tag in ("attention/layer0", "attention/layer1", "attention/mean"):
+    for tag in ("view/attention/layer0", "view/attention/layer1", "view/attention/mean"):
         images = acc.Images(tag)
         assert [i.step for i in images] == [10, 20], tag
         assert images[0].width > 400 and images[0].height > 150
@@ -97,11 +97,11 @@ def test_attention_heatmaps_per_layer_and_averaged(callback_run):
 
 def test_logit_and_entropy_histograms(callback_run):
     acc = callback_run["acc"]
-    assert {"logits/values", "logits/entropy"} <= set(acc.Tags()["histograms"])
-    entropy = acc.Histograms("logits/entropy")[-1].histogram_value
+    assert {"view/logits/values", "view/logits/entropy"} <= set(acc.Tags()["histograms"])
+    entropy = acc.Histograms("view/logits/entropy")[-1].histogram_value
     assert entropy.num == 8 * 32  # 8 windows of block_size 32
     assert 0 < entropy.min <= entropy.max <= math.log(callback_run["vocab"]) + 1e-4
-    assert acc.Histograms("logits/values")[-1].histogram_value.num == 8 * 32 * callback_run["vocab"]
+    assert acc.Histograms("view/logits/values")[-1].histogram_value.num == 8 * 32 * callback_run["vocab"]
 
 
 def test_character_embeddings_in_the_projector(callback_run):
@@ -131,5 +131,5 @@ def test_callbacks_none_records_no_dashboards_but_keeps_the_sample(small_corpus,
     assert len((tmp_path / "sample.txt").read_text()) == 11
     acc = EventAccumulator(str(events_files(tmp_path)[0]))
     acc.Reload()
-    assert not any(t.startswith(("grad_norm", "logits")) for t in acc.Tags()["scalars"])
+    assert not any(t.startswith(("weights/", "view/")) for t in acc.Tags()["scalars"])
     assert acc.Tags()["images"] == [] and acc.Tags()["histograms"] == []

@@ -52,7 +52,7 @@ def test_first_validation_loss_is_the_checkpoints_loss_on_the_new_corpus(tiny_ru
         "callbacks=none",
     )
     summary = train(cfg)
-    logged = dict(read_scalars(tmp_path / "tensorboard")["val/loss"])[0]
+    logged = dict(read_scalars(tmp_path / "tensorboard")["val/loss"])[1]  # after the one step, at lr=0
 
     pretrained = load_model(tiny_run["best_ckpt"])
     data = CharDataModule(block_size=32, path=str(new_corpus), vocab=pretrained.tokenizer.chars)

@@ -151,3 +151,14 @@ def test_unknown_config_keys_are_rejected():
 def test_sequence_longer_than_block_size_is_refused():
     with pytest.raises(ValueError, match="exceeds block_size"):
         make()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_the_model_module_loads_neither_lightning_nor_hydra():
+    """minigpt.model is plain PyTorch: importing it in a fresh interpreter pulls in no framework."""
+    import subprocess
+    import sys
+
+    frameworks = "('lightning', 'pytorch_lightning', 'hydra', 'omegaconf')"
+    code = f"import sys, minigpt.model; print(sorted(m for m in sys.modules if m.split('.')[0] in {frameworks}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

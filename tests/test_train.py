@@ -74,13 +74,13 @@ def test_run_writes_checkpoints_tensorboard_and_summary(tiny_run):
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert tiny_run["steps"] == 60 and tiny_run["best_val_loss"] < 4.0
     scalars = read_tb(run_dir)
-    for tag in ("train/loss", "train/lr", "val/loss", "val/ppl", "val/bpc", "hp/best_val_loss"):
+    for tag in ("train/loss", "train/lr/hidden", "val/loss", "val/ppl", "val/bpc", "hp/best_val_loss"):
         assert tag in scalars, tag
     val = dict(scalars["val/loss"])
-    assert sorted(val) == [29, 59]  # validated every 30 steps
-    loss = val[59]
-    assert dict(scalars["val/ppl"])[59] == pytest.approx(torch.tensor(loss).exp().item(), rel=1e-4)
-    assert dict(scalars["val/bpc"])[59] == pytest.approx(loss / 0.6931471805599453, rel=1e-4)
+    assert sorted(val) == [30, 60]  # validated every 30 steps, plotted at the step it measured
+    loss = val[60]
+    assert dict(scalars["val/ppl"])[60] == pytest.approx(torch.tensor(loss).exp().item(), rel=1e-4)
+    assert dict(scalars["val/bpc"])[60] == pytest.approx(loss / 0.6931471805599453, rel=1e-4)
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 60
     assert (run_dir / "loss_curve.png").stat().st_size > 10_000
     assert len((run_dir / "sample.txt").read_text()) == 51  # "\n" prompt + 50 characters

@@ -120,52 +120,13 @@ def diagnose(
     ids = encode(tok, text, check_unknown(unknown))
     text = tok.decode(ids.tolist())  # what the model sees, after unknown=skip or a replacement
     window = ids[: model.config.block_size]
-    chars = [tok.decode([i]) for i in window.tolist()]  # the text of each position: a character or a BPE token
-
-    figures: dict[str, tuple[Figure, str]] = {}
-    layers = attention_maps(model, window)
-    for i, w in enumerate(layers):
-        figures[f"attention_layer{i}"] = (
-            plot_attention(w, chars, f"layer {i}: attention of each head"),
-            f"Attention of layer {i}, one panel per head and their mean. Row = the position predicting "
-            "the next character, column = a position it looks at; rows sum to 1, the upper triangle "
-            "(the future) is empty.",
-        )
-    figures["attention_mean"] = (
-        plot_attention_mean(layers, chars),
-        "Attention averaged over the heads of each layer, and over all layers. Mean entropy of "
-        "the attention rows per layer (nats; lower = sharper, uniform over this window = "
-        f"{float(torch.log(torch.arange(1, len(window) + 1.0)).mean()):.3f}): "
-        + ", ".join(f"{v:.3f}" for v in attention_entropy(layers))
-        + ".",
-    )
-    states = residual_stream(model, window)
-    spread = ", ".join(f"{v:.4f}" for v in position_spread(states))
-    figures["residual_norm"] = (
-        plot_residual_norms(states, chars),
-        "Norm of the residual stream after the embeddings and after each block. Its spread over "
-        f"positions (0 = every position holds the same vector, see `position_spread`): {spread}.",
-    )
-    figures["embedding_pca"] = (
-        # at most 1,000 labels: GPT-2's 50,257 would cover the plot
-        plot_embedding_pca(model.transformer.wte.weight, [tok.decode([i]) for i in range(min(tok.vocab_size, 1000))]),
-        "Character embeddings on their first two principal components.",
-    )
-    figures["logits"] = (
-        plot_logits(next_token_logits(model, window), chars),
-        "Histogram of the logits and the entropy of the next-character distribution per position.",
-    )
-    losses = token_losses(model, ids)
-    figures["char_loss"] = (
-        plot_char_loss(*per_character(tok, ids, losses)),
-        f"Loss of predicting each character (mean {float(losses.mean()):.3f} nats); darker = more surprising.",
-    )
+    figures = {**attention_figures(loaded, window), **model_figures(loaded, ids, window)}
+    c = model.config
     lines = [
         "# minigpt diagnostics",
         "",
         f"- checkpoint: `{loaded.path}`",
-        f"- model: {loaded.model.config.n_layer} layers, {loaded.model.config.n_head} heads, "
-        f"{loaded.model.config.n_embd} wide, block {loaded.model.config.block_size}",
+        f"- model: {c.n_layer} layers, {c.n_head} heads, {c.n_embd} wide, block {c.block_size}",
         f"- text ({len(text)} characters; figures of attention, residual stream and logits use the first "
         f"{len(window)}):",
         "",
@@ -186,6 +147,66 @@ def diagnose(
     index = out_dir / "index.md"
     index.write_text("\n".join(lines))
     return index
+
+
+def window_chars(loaded: LoadedModel, window: torch.Tensor) -> list[str]:
+    """The text of each position of `window`: a character, or a BPE token."""
+    return [loaded.tokenizer.decode([i]) for i in window.tolist()]
+
+
+def attention_figures(loaded: LoadedModel, window: torch.Tensor) -> dict[str, tuple[Figure, str]]:
+    """Each layer's attention (one panel per head) and the attention averaged over heads, captioned."""
+    chars = window_chars(loaded, window)
+    layers = attention_maps(loaded.model, window)
+    figures = {
+        f"attention_layer{i}": (
+            plot_attention(w, chars, f"layer {i}: attention of each head"),
+            f"Attention of layer {i}, one panel per head and their mean. Row = the position predicting "
+            "the next character, column = a position it looks at; rows sum to 1, the upper triangle "
+            "(the future) is empty.",
+        )
+        for i, w in enumerate(layers)
+    }
+    uniform = float(torch.log(torch.arange(1, len(window) + 1.0)).mean())
+    figures["attention_mean"] = (
+        plot_attention_mean(layers, chars),
+        "Attention averaged over the heads of each layer, and over all layers. Mean entropy of "
+        f"the attention rows per layer (nats; lower = sharper, uniform over this window = {uniform:.3f}): "
+        + ", ".join(f"{v:.3f}" for v in attention_entropy(layers))
+        + ".",
+    )
+    return figures
+
+
+def model_figures(loaded: LoadedModel, ids: torch.Tensor, window: torch.Tensor) -> dict[str, tuple[Figure, str]]:
+    """Residual stream, embeddings, logits and per-character loss, captioned."""
+    model, tok = loaded.model, loaded.tokenizer
+    chars = window_chars(loaded, window)
+    states = residual_stream(model, window)
+    spread = ", ".join(f"{v:.4f}" for v in position_spread(states))
+    losses = token_losses(model, ids)
+    return {
+        "residual_norm": (
+            plot_residual_norms(states, chars),
+            "Norm of the residual stream after the embeddings and after each block. Its spread over "
+            f"positions (0 = every position holds the same vector, see `position_spread`): {spread}.",
+        ),
+        "embedding_pca": (
+            # at most 1,000 labels: GPT-2's 50,257 would cover the plot
+            plot_embedding_pca(
+                model.transformer.wte.weight, [tok.decode([i]) for i in range(min(tok.vocab_size, 1000))]
+            ),
+            "Character embeddings on their first two principal components.",
+        ),
+        "logits": (
+            plot_logits(next_token_logits(model, window), chars),
+            "Histogram of the logits and the entropy of the next-character distribution per position.",
+        ),
+        "char_loss": (
+            plot_char_loss(*per_character(tok, ids, losses)),
+            f"Loss of predicting each character (mean {float(losses.mean()):.3f} nats); darker = more surprising.",
+        ),
+    }
 
 
 def run(cfg: DictConfig) -> Path:

@@ -9,6 +9,10 @@ switched off one by one (`~callbacks.attention`) or all together (`callbacks=non
 - `AttentionMaps`: attention heatmaps of a fixed validation snippet, per layer and averaged;
 - `EmbeddingProjector`: the character embeddings in TensorBoard's PROJECTOR tab;
 - `LogitHistograms`: histograms of the logits and of the next-character entropy.
+
+Tags are named so that TensorBoard, which sorts groups by name, shows the loss first: `train/*`
+and `val/*` (loss, perplexity, bits per character, learning rate), then `view/*` (attention and
+logits) and `weights/*` (gradient, weight and update norms).
 """
 
 from __future__ import annotations
@@ -45,12 +49,43 @@ def flatten(d: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
     return out
 
 
+# the config groups a run is compared by in TensorBoard's HPARAMS tab; callbacks, paths and
+# Hydra's own settings are the same for every run of a sweep and would push the swept value aside
+HPARAM_GROUPS = ("model", "optim", "scheduler", "data", "trainer", "seed", "task", "ablation")
+HPARAM_SKIP = ("_target_", "_partial_", "path", "url", "sha256", "cache_dir", "name", "accelerator", "devices")
+HPARAM_SKIP_KEYS = (
+    "data",  # the data module's class; data.* says what differs
+    "trainer",
+    "data.block_size",  # = model.block_size
+    "data.seed",  # = seed
+    "trainer.max_epochs",
+    "trainer.check_val_every_n_epoch",
+    "trainer.num_sanity_val_steps",
+)
+
+
+def hparam_values(run_config: dict) -> dict[str, int | float | str | bool]:
+    """The run's hyperparameters as HPARAMS columns: model, optimizer, schedule, data, budget and
+    seed, each class named by its last component (`optim=MuonAdamW`), internals left out."""
+    values = {}
+    for key, value in flatten({k: run_config[k] for k in HPARAM_GROUPS if k in run_config}).items():
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf == "_target_" and key.count(".") == 1:
+            values[key.split(".")[0]] = str(value).rsplit(".", 1)[-1]  # optim=AdamW, scheduler=cosine
+        elif leaf not in HPARAM_SKIP and not key.startswith(("trainer.strategy", "trainer.enable", "trainer.log")):
+            values[key] = value
+    return {k: v for k, v in values.items() if k not in HPARAM_SKIP_KEYS}
+
+
 class HParamsSummary(L.Callback):
-    """Writes the run's resolved config into TensorBoard's HPARAMS tab, linked to the
-    validation metrics, so every job of a sweep is one comparable row there."""
+    """Writes the run's hyperparameters (`hparam_values`) into TensorBoard's HPARAMS tab, linked to
+    the validation metrics, so every job of a sweep is one comparable row there.
+
+    Not `TensorBoardLogger.log_hyperparams(params, metrics)`: it also logs each metric as a scalar
+    at step 0, a false first point on every val/loss chart; here only the HPARAMS summary is written."""
 
     def __init__(self, run_config: dict) -> None:
-        self.params = flatten({k: v for k, v in run_config.items() if k != "hydra"})
+        self.params = hparam_values(run_config)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step > 0:  # a resumed run already has its entry
@@ -101,7 +136,7 @@ def _norm(tensors: list[torch.Tensor]) -> float:
 
 class OptimizationStats(L.Callback):
     """Every `every_n_steps` optimizer steps (default: the trainer's log_every_n_steps), per layer
-    group and in total: `grad_norm/*` before clipping, `weight_norm/*`, and `update_ratio/*` =
+    group and in total: `weights/grad_norm/*` before clipping, `weights/weight_norm/*`, and `weights/update_ratio/*` =
     ||w_after - w_before|| / ||w_before||, the relative size of the step (around 1e-3 is healthy
     for Adam; much larger means a too-high learning rate, much smaller a stalled layer)."""
 
@@ -127,10 +162,10 @@ class OptimizationStats(L.Callback):
             all_grads += grads
             all_weights += weights
             if grads:
-                writer.add_scalar(f"grad_norm/{group}", _norm(grads), step)
-            writer.add_scalar(f"weight_norm/{group}", _norm(weights), step)
-        writer.add_scalar("grad_norm/total", _norm(all_grads), step)
-        writer.add_scalar("weight_norm/total", _norm(all_weights), step)
+                writer.add_scalar(f"weights/grad_norm/{group}", _norm(grads), step)
+            writer.add_scalar(f"weights/weight_norm/{group}", _norm(weights), step)
+        writer.add_scalar("weights/grad_norm/total", _norm(all_grads), step)
+        writer.add_scalar("weights/weight_norm/total", _norm(all_weights), step)
         self._before = {g: [p.detach().clone() for _, p in params] for g, params in groups.items()}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -144,8 +179,8 @@ class OptimizationStats(L.Callback):
             delta = [p.detach() - b for (_, p), b in zip(params, before)]
             deltas += delta
             befores += before
-            writer.add_scalar(f"update_ratio/{group}", _norm(delta) / max(_norm(before), 1e-12), step)
-        writer.add_scalar("update_ratio/total", _norm(deltas) / max(_norm(befores), 1e-12), step)
+            writer.add_scalar(f"weights/update_ratio/{group}", _norm(delta) / max(_norm(before), 1e-12), step)
+        writer.add_scalar("weights/update_ratio/total", _norm(deltas) / max(_norm(befores), 1e-12), step)
         self._before = None
 
 
@@ -220,24 +255,29 @@ def final_sample(pl_module: L.LightningModule, settings: Mapping, seed: int | No
 
 
 class AttentionMaps(EveryNValidations):
-    """`attention/layer<i>` (one panel per head and their mean) and `attention/mean` (averaged
-    over heads, per layer and over all layers) on the first `n_chars` validation characters."""
+    """`view/attention/layer<i>` (a grid of the layer's heads and their mean) and `view/attention/mean`
+    (averaged over heads, per layer and over all layers) on the first `n_chars` validation
+    characters: few enough that each character stays readable at TensorBoard's card width."""
 
-    def __init__(self, every_n_val: int = 4, n_chars: int | None = None) -> None:
+    def __init__(self, every_n_val: int = 1, n_chars: int | None = 32) -> None:
         super().__init__(every_n_val)
         self.n_chars = n_chars
 
     def record(self, writer, trainer, pl_module, step) -> None:
         if not hasattr(pl_module.model, "forward_with_attention"):  # the LSTM baseline has none
             return
-        ids = validation_ids(trainer, self.n_chars or pl_module.model.config.block_size)
+        block_size = pl_module.model.config.block_size
+        ids = validation_ids(trainer, min(self.n_chars or block_size, block_size))
         if ids is None:
             return
         chars = [pl_module.tokenizer.decode([i]) for i in ids.tolist()]  # the text of each position
         layers = attention_maps(pl_module.model, ids)
+        columns = math.ceil(math.sqrt(len(layers[0]) + 1))  # heads and their mean in a square grid
         for i, w in enumerate(layers):
-            writer.add_figure(f"attention/layer{i}", plot_attention(w, chars, f"layer {i}, step {step}"), step)
-        writer.add_figure("attention/mean", plot_attention_mean(layers, chars), step)
+            writer.add_figure(
+                f"view/attention/layer{i}", plot_attention(w, chars, f"layer {i}, step {step}", columns), step
+            )
+        writer.add_figure("view/attention/mean", plot_attention_mean(layers, chars, columns), step)
 
 
 class EmbeddingProjector(EveryNValidations):
@@ -253,7 +293,7 @@ class EmbeddingProjector(EveryNValidations):
 
 
 class LogitHistograms(EveryNValidations):
-    """`logits/values` and `logits/entropy` histograms (and `logits/mean_entropy`, nats) over the
+    """`view/logits/values` and `view/logits/entropy` histograms (and `view/logits/mean_entropy`, nats) over the
     first `n_windows` validation windows: a collapsing or exploding logit scale shows here."""
 
     def __init__(self, every_n_val: int = 1, n_windows: int = 8) -> None:
@@ -268,6 +308,6 @@ class LogitHistograms(EveryNValidations):
         ids = ids[: (ids.numel() // T) * T].view(-1, T)
         logits = next_token_logits(pl_module.model, ids)  # (n, T, V)
         ent = entropy(logits)
-        writer.add_histogram("logits/values", logits.flatten(), step)
-        writer.add_histogram("logits/entropy", ent.flatten(), step)
-        writer.add_scalar("logits/mean_entropy", float(ent.mean()), step)
+        writer.add_histogram("view/logits/values", logits.flatten(), step)
+        writer.add_histogram("view/logits/entropy", ent.flatten(), step)
+        writer.add_scalar("view/logits/mean_entropy", float(ent.mean()), step)

@@ -8,26 +8,28 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
-from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of
+from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of, swept_overrides
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.figures import plot_loss_curve
 from minigpt.io import json_safe
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.training.checkpoint_io import SafeCheckpointIO
 from minigpt.training.module import LitGPT
+from minigpt.training.progress import TrainProgressBar, ValidateAtEnd, ValidationLog
 from minigpt.training.reliability import GracefulStop, LastCheckpoint, StepSeed
 
 log = logging.getLogger("minigpt")
@@ -91,10 +93,11 @@ def check_trainer_config(cfg: DictConfig) -> None:
             f"trainer.val_check_interval must be a number of steps >= 1 (or a fraction in (0, 1]), got {interval!r}"
         )
     if isinstance(interval, int) and interval > steps:
-        raise ConfigError(
-            f"trainer.val_check_interval={interval} is larger than trainer.max_steps={steps}: "
-            f"the run would never validate; lower it"
+        # a shortened run (trainer.max_steps=100) still validates, once, when it ends
+        log.info(
+            "trainer.val_check_interval=%d > trainer.max_steps=%d: validating once, at step %d", interval, steps, steps
         )
+        cfg.trainer.val_check_interval = steps
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
         raise ConfigError(f"trainer.gradient_clip_val must be a number >= 0 (null or 0: no clipping), got {clip!r}")
@@ -186,100 +189,164 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule, module = build_task(cfg)
-    prompt = (cfg.get("sample") or {}).get("prompt")
-    if task_of(cfg) == "lm" and (cfg.get("sample") or {}).get("max_new_tokens") and prompt:
-        unknown = module.tokenizer.unknown_chars(str(prompt))
-        if unknown:
-            raise VocabularyError(
-                f"sample.prompt has {len(unknown)} character(s) outside the corpus's vocabulary: "
-                f"{' '.join(repr(c) for c in unknown)}; change sample.prompt (the end-of-run sample)"
-            )
+    check_sample_prompt(cfg, module)
     if cfg.get("compile"):
         module.model.compile()  # in place: state_dict names stay those of the plain model
-    shape = {
-        k: v
-        for k, v in module.config.to_dict().items()
-        if k in ("n_layer", "n_head", "n_embd", "block_size", "pos_encoding", "vocab_size")
-    }
-    log.info(
-        "model: %s, %s parameters, %s",
-        type(module.model).__name__,
-        f"{module.model.num_params():,}",
-        ", ".join(f"{k}={v}" for k, v in shape.items()),
-    )
+    log_model(module)
     if resume_from is not None:
-        names = set(module.state_dict())
-        ckpt = check_resumable(resume_from, module.tokenizer.serialize(), module.config.to_dict(), names)
+        ckpt = check_resumable(
+            resume_from, module.tokenizer.serialize(), module.config.to_dict(), set(module.state_dict())
+        )
         log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
         del ckpt
 
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
-    monitor = (cfg.get("task") or {}).get("monitor", "val/loss")  # what best.ckpt is best at
-    best_ckpt = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=monitor,
-        mode="max" if monitor.endswith("acc") else "min",
-        save_top_k=1,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
+    trainer, parts = make_trainer(cfg, run_dir, module)
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except TrainingDiverged as e:
+        kept = parts.last.path if parts.last.path.is_file() else None
+        raise TrainingDiverged(f"{e}; last good checkpoint: {kept or 'none yet'}") from None
+    summary = summarize(cfg, trainer, module, parts, run_dir, time.perf_counter() - start)
+    if trainer.is_global_zero:
+        finish(cfg, module, run_dir, summary)
+        report_results(summary, parts.stop.received)
+    return summary
+
+
+def check_sample_prompt(cfg: DictConfig, module: L.LightningModule) -> None:
+    """The end-of-run sample's prompt must be in the corpus's vocabulary (checked before training)."""
+    sample = cfg.get("sample") or {}
+    prompt = sample.get("prompt")
+    if task_of(cfg) != "lm" or not sample.get("max_new_tokens") or not prompt:
+        return
+    unknown = module.tokenizer.unknown_chars(str(prompt))
+    if unknown:
+        raise VocabularyError(
+            f"sample.prompt has {len(unknown)} character(s) outside the corpus's vocabulary: "
+            f"{' '.join(repr(c) for c in unknown)}; change sample.prompt (the end-of-run sample)"
+        )
+
+
+def log_model(module: L.LightningModule) -> None:
+    """One line: the architecture, its parameter count (without position embeddings, as nanoGPT
+    counts) and its shape."""
+    keys = ("n_layer", "n_head", "n_embd", "block_size", "pos_encoding", "vocab_size")
+    shape = {k: v for k, v in module.config.to_dict().items() if k in keys}
+    log.info(
+        "model: %s, %s parameters (%s with position embeddings), %s",
+        type(module.model).__name__,
+        f"{module.model.num_params():,}",
+        f"{module.model.num_params(non_embedding=False):,}",
+        ", ".join(f"{k}={v}" for k, v in shape.items()),
     )
-    last_ckpt = LastCheckpoint(run_dir / "checkpoints", (cfg.get("checkpoint") or {}).get("every_n_steps", 100))
-    stop = GracefulStop()
-    callbacks = [best_ckpt, last_ckpt, stop, StepSeed(cfg.seed)]
+
+
+@dataclass
+class RunParts:
+    """The callbacks `train` reads after fitting: best and last checkpoints, and the signal stop."""
+
+    best: ModelCheckpoint
+    last: LastCheckpoint
+    stop: GracefulStop
+    monitor: str
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, module: L.LightningModule) -> tuple[L.Trainer, RunParts]:
+    """The Trainer with the run's logger, checkpoints and callbacks (conf/trainer, conf/callbacks)."""
+    monitor = (cfg.get("task") or {}).get("monitor", "val/loss")  # what best.ckpt is best at
+    parts = RunParts(
+        best=ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode="max" if monitor.endswith("acc") else "min",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
+        last=LastCheckpoint(run_dir / "checkpoints", (cfg.get("checkpoint") or {}).get("every_n_steps", 100)),
+        stop=GracefulStop(),
+        monitor=monitor,
+    )
+    callbacks = [parts.best, parts.last, parts.stop, StepSeed(cfg.seed), ValidateAtEnd(), ValidationLog()]
+    callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(TrainProgressBar())
     if rank_zero_only.rank == 0:  # other DDP ranks have no TensorBoard writer
         callbacks.append(HParamsSummary(module.hparams.run_config))
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name(), default_hp_metric=False)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=logger,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         plugins=[SafeCheckpointIO()],
+        _convert_="all",  # max_time={seconds: 90} reaches Lightning as a plain dict
     )
+    return trainer, parts
 
-    start = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    except TrainingDiverged as e:
-        kept = last_ckpt.path if last_ckpt.path.is_file() else None
-        raise TrainingDiverged(f"{e}; last good checkpoint: {kept or 'none yet'}") from None
-    seconds = time.perf_counter() - start
-    if stop.received:
-        log.warning(
-            "stopped by %s at step %d and saved %s; continue with: python train.py resume=auto run_dir=%s",
-            stop.received,
-            trainer.global_step,
-            last_ckpt.path,
-            run_dir,
-        )
 
-    best = best_ckpt.best_model_score
-    if monitor != "val/loss":  # best.ckpt is the best at another metric; the lowest loss is the module's
+class RunLogger(TensorBoardLogger):
+    """TensorBoard without Lightning's `epoch` scalar: the stream of training windows is endless,
+    so the epoch is always 0 and its chart would only push the loss charts aside."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+
+
+def run_name() -> str:
+    """The TensorBoard run's folder under `tensorboard/`: in a sweep, the job's swept values
+    (`model.pos_encoding=rope`), so TensorBoard's legend says which job is which; else none."""
+    return ",".join(swept_overrides()).replace("/", "_")[:200]
+
+
+def summarize(
+    cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, parts: RunParts, run_dir: Path, seconds: float
+) -> dict:
+    """The run's results, as summary.json and the sweepers read them."""
+    best = parts.best.best_model_score
+    if parts.monitor != "val/loss":  # best.ckpt is the best at another metric; the lowest loss is the module's
         best = module.best_val_loss if math.isfinite(module.best_val_loss) else None
     summary = {
         "best_val_loss": float(best) if best is not None else math.nan,
         "best_val_bpc": float(best) / math.log(2) if best is not None else math.nan,
         "val_loss": float(trainer.callback_metrics["val/loss"]) if "val/loss" in trainer.callback_metrics else None,
         "steps": trainer.global_step,
-        "stopped_by": stop.received,
+        "stopped_by": parts.stop.received,
         "train_seconds": round(seconds, 1),
         "parameters": module.model.num_params(),
-        "best_ckpt": best_ckpt.best_model_path,
-        "last_ckpt": str(last_ckpt.path),
+        "best_ckpt": parts.best.best_model_path,
+        "last_ckpt": str(parts.last.path),
         "run_dir": str(run_dir),
     }
     if task_of(cfg) != "lm":  # a classifier's loss is over labels: bits per character mean nothing
         del summary["best_val_bpc"]
-    if monitor != "val/loss":  # e.g. best_val_acc of a classifier
-        score = best_ckpt.best_model_score
-        summary[f"best_{monitor.replace('/', '_')}"] = float(score) if score is not None else math.nan
-    if trainer.is_global_zero:
-        finish(cfg, module, run_dir, summary, logger)
+    if parts.monitor != "val/loss":  # e.g. best_val_acc of a classifier
+        score = parts.best.best_model_score
+        summary[f"best_{parts.monitor.replace('/', '_')}"] = float(score) if score is not None else math.nan
     return summary
 
 
-def finish(cfg: DictConfig, module: LitGPT, run_dir: Path, summary: dict, logger: TensorBoardLogger) -> None:
+def report_results(summary: dict, stopped_by: str | None) -> None:
+    """Tell the user where the results are and what to run next, ready to paste."""
+    run_dir = summary["run_dir"]
+    if stopped_by:
+        log.warning(
+            "stopped by %s at step %d; continue with: python train.py resume=auto run_dir=%s",
+            stopped_by,
+            summary["steps"],
+            run_dir,
+        )
+    log.info("run folder: %s (%d steps in %.0f s)", run_dir, summary["steps"], summary["train_seconds"])
+    if summary["best_ckpt"]:
+        log.info("best checkpoint: %s (val loss %.4f)", summary["best_ckpt"], summary["best_val_loss"])
+        log.info('next: python generate.py ckpt=%s prompt="ROMEO:"', summary["best_ckpt"])
+    log.info("      tensorboard --logdir %s", run_dir)
+
+
+def finish(cfg: DictConfig, module: LitGPT, run_dir: Path, summary: dict) -> None:
     """Write the run's summary, loss curve and a sample from the final model."""
     # TextSamples wrote the final sample into the run's TensorBoard file before the logger closed;
     # without that callback (callbacks=none) it is made here, for sample.txt only
@@ -288,7 +355,10 @@ def finish(cfg: DictConfig, module: LitGPT, run_dir: Path, summary: dict, logger
     if text is not None:
         (run_dir / "sample.txt").write_text(text)
         summary["sample"] = text
-    curve = plot_loss_curve(run_dir / "tensorboard", run_dir / "loss_curve.png", title=f"{run_dir.name}")
+    c = module.config
+    title = f"{cfg.get('task_name', 'train')}: {type(module.model).__name__}, {c.n_layer} layers x {c.n_embd}, "
+    title += f"{summary['steps']} steps"
+    curve = plot_loss_curve(run_dir / "tensorboard", run_dir / "loss_curve.png", title=title)
     summary["loss_curve"] = str(curve) if curve else None
     # a metric that was never measured (no validation before a stop) is null
     (run_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")

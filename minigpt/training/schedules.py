@@ -3,7 +3,7 @@
 Each is selected by a YAML file in conf/scheduler/ (`_partial_: true`) and completed by the
 LightningModule with the optimizer and the run's total number of steps. Progress through the
 run is step / total_steps, or, when a `progress` function is given (a wall-clock budget, see
-minigpt/budget.py), whatever fraction of the budget that function reports.
+minigpt/training/budget.py), whatever fraction of the budget that function reports.
 """
 
 from __future__ import annotations
