@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -129,9 +130,18 @@ def check_tensors(state: object, where: str, name: str = "state_dict") -> dict[s
     return dict(state)
 
 
+def non_finite_weights(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in `state` holding a NaN or an infinity."""
+    return [
+        name
+        for name, t in state.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+
+
 def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
     """Refuse weights holding a NaN or an infinity, naming the first such tensor and the count."""
-    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = non_finite_weights(state)
     if bad:
         raise CheckpointError(
             f"{where} holds NaN or infinite weights ({len(bad)} tensor(s), such as {printable(bad[0], 80)}): the run "

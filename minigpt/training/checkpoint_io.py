@@ -10,17 +10,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from minigpt.checkpoint.format import read_checkpoint
+from minigpt.checkpoint.weights import non_finite_weights
 from minigpt.errors import CheckpointError, TrainingDiverged
 from minigpt.io import atomic_write
-
-
-def non_finite_weights(state_dict: dict[str, Any]) -> list[str]:
-    """Names of floating-point tensors in `state_dict` holding a NaN or an infinity."""
-    return [
-        name
-        for name, t in state_dict.items()
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
-    ]
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
