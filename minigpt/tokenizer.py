@@ -243,14 +243,3 @@ def tokenizer_from_serialized(value: list[str] | dict) -> CharTokenizer | BPETok
             return BPETokenizer.from_json(value["json"])
         raise VocabularyError(f"unknown tokenizer kind {value.get('kind')!r}; known: {', '.join(TOKENIZERS)}")
     return CharTokenizer(value)
-
-
-def tokenizer_meta(tokenizer: Tokenizer) -> dict:
-    """The checkpoint entries of a tokenizer: `vocab` (characters) or `tokenizer` (anything else)."""
-    value = tokenizer.serialize()
-    return {"vocab": value} if isinstance(value, list) else {"tokenizer": value}
-
-
-def serialized_of_meta(meta: dict) -> list[str] | dict | None:
-    """What `tokenizer_meta` stored in a checkpoint's metadata, or None."""
-    return meta.get("tokenizer") or meta.get("vocab")
