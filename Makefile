@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train test test-all lint format clean tensorboard
+.PHONY: setup train test test-slow test-all docs lint format clean tensorboard
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ PYTEST_WORKERS ?= auto
 test: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(ARGS)
 
+# The slow tests only (the notebooks, long training runs); CI runs them after `make test`.
+test-slow: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m slow $(ARGS)
+
 test-all: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "slow or not slow" $(ARGS)
 
@@ -43,8 +47,12 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The documentation site (docs/ + mkdocs.yml) into site/; --strict fails on a broken link.
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
 tensorboard: setup
 	$(BIN)/tensorboard --logdir outputs
 
 clean:
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs site .pytest_cache .ruff_cache
