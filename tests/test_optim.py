@@ -69,6 +69,21 @@ def test_muon_adamw_trains_and_keeps_separate_state():
     assert other["lr"] == 3e-3 and hidden["lr"] == 0.02
 
 
+def test_non_hidden_groups_step_exactly_as_torch_adamw():
+    """The AdamW half is PyTorch's AdamW, not a look-alike: same weights after every step."""
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(4, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = MuonAdamW([{"params": [a], "kind": "vector"}], adam_lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1)
+    theirs = torch.optim.AdamW([b], lr=1e-2, betas=(0.8, 0.95), eps=1e-8, weight_decay=0.1)
+    for step in range(5):
+        g = torch.randn(4, 3)
+        a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        theirs.step()
+        assert torch.equal(a, b), f"differs after step {step + 1}"
+
+
 def test_muon_refuses_non_matrix_groups():
     with pytest.raises(ValueError, match="2-D"):
         MuonAdamW([{"params": [torch.zeros(3, requires_grad=True)], "kind": "hidden"}])

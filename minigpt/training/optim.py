@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch.optim import Optimizer
+from torch.optim.adamw import adamw
 
 
 def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
@@ -80,18 +81,20 @@ class MuonAdamW(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if wd:
-                    p.mul_(1 - lr * wd)
-                state = self.state[p]
-                if group["kind"] == "hidden":
-                    self._muon(p, state, group)
-                else:
-                    self._adamw(p, state, group)
+            if group["kind"] == "hidden":
+                self._muon_group(group)
+            else:
+                self._adamw_group(group)
         return loss
+
+    def _muon_group(self, group: dict) -> None:
+        lr, wd = group["lr"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if wd:
+                p.mul_(1 - lr * wd)
+            self._muon(p, self.state[p], group)
 
     @staticmethod
     def _muon(p: torch.Tensor, state: dict, group: dict) -> None:
@@ -104,17 +107,32 @@ class MuonAdamW(Optimizer):
         update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
         p.add_(update, alpha=-group["lr"])
 
-    @staticmethod
-    def _adamw(p: torch.Tensor, state: dict, group: dict) -> None:
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(p)
-            state["exp_avg_sq"] = torch.zeros_like(p)
-        state["step"] += 1
+    def _adamw_group(self, group: dict) -> None:
+        """PyTorch's own AdamW update (torch.optim.adamw.adamw, what torch.optim.AdamW runs) on
+        the group's parameters, with their moments kept in this optimizer's state."""
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            state = self.state[p]
+            if "step" in state and not torch.is_tensor(state["step"]):  # a checkpoint's int count
+                state["step"] = torch.tensor(float(state["step"]))
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+        states = [self.state[p] for p in params]
         beta1, beta2 = group["betas"]
-        state["exp_avg"].lerp_(p.grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-        bias1 = 1 - beta1 ** state["step"]
-        bias2 = 1 - beta2 ** state["step"]
-        denom = (state["exp_avg_sq"] / bias2).sqrt_().add_(group["eps"])
-        p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / bias1)
+        adamw(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            [s["step"] for s in states],
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )
