@@ -51,7 +51,7 @@ def test_classifier_learns_speaker_headings_from_verse(classifier_run):
     name, which the tiny trunk's last hidden state tells apart within a few dozen steps."""
     run_dir = Path(classifier_run["run_dir"])
     logged = scalars(run_dir)
-    assert {"train/loss", "val/loss", "val/acc", "hp/best_val_acc"} <= set(logged)
+    assert {"train/loss", "val/loss", "val/acc", "val/best_acc"} <= set(logged)
     assert sorted(logged["val/acc"]) == [19, 39]
     assert logged["val/acc"][39] >= 0.85
     assert classifier_run["best_val_acc"] == pytest.approx(max(logged["val/acc"].values()))
@@ -70,7 +70,7 @@ def test_hparams_tab_shows_the_classifier_accuracy(classifier_run):
     content = acc.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     tags = {m.name.tag for m in experiment.experiment.metric_infos}
-    assert tags == {"val/loss", "val/acc", "hp/best_val_loss", "hp/best_val_acc"}
+    assert tags == {"val/loss", "val/acc", "val/best_loss", "val/best_acc"}
 
 
 def test_the_saved_classifier_predicts_what_validation_measured(classifier_run, labelled_file):

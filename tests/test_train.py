@@ -74,7 +74,7 @@ def test_run_writes_checkpoints_tensorboard_and_summary(tiny_run):
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert tiny_run["steps"] == 60 and tiny_run["best_val_loss"] < 4.0
     scalars = read_tb(run_dir)
-    for tag in ("train/loss", "train/lr/hidden", "val/loss", "val/ppl", "val/bpc", "hp/best_val_loss"):
+    for tag in ("train/loss", "train/lr/hidden", "val/loss", "val/ppl", "val/bpc", "val/best_loss"):
         assert tag in scalars, tag
     val = dict(scalars["val/loss"])
     assert sorted(val) == [30, 60]  # validated every 30 steps, plotted at the step it measured

@@ -32,7 +32,7 @@ from minigpt.probes import attention_maps, entropy, next_token_logits, sample_te
 
 # the scalars TensorBoard's HPARAMS tab shows next to each run's hyperparameters (a language
 # model's; a LightningModule with its own `hparam_metrics` attribute, the classifier, overrides it)
-HPARAM_METRICS = ("val/loss", "val/ppl", "val/bpc", "hp/best_val_loss")
+HPARAM_METRICS = ("val/loss", "val/ppl", "val/bpc", "val/best_loss")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, int | float | str | bool]:

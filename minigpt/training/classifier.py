@@ -53,7 +53,7 @@ class LitClassifier(LitGPT):
     """
 
     # what TensorBoard's HPARAMS tab shows beside each run (minigpt/callbacks.py HParamsSummary)
-    hparam_metrics = ("val/loss", "val/acc", "hp/best_val_loss", "hp/best_val_acc")
+    hparam_metrics = ("val/loss", "val/acc", "val/best_loss", "val/best_acc")
 
     def __init__(
         self,
@@ -108,8 +108,8 @@ class LitClassifier(LitGPT):
         if stage == "val" and not self.trainer.sanity_checking:
             self.best_val_loss = min(self.best_val_loss, float(loss))
             self.best_val_acc = max(self.best_val_acc, float(acc))
-            self.log("hp/best_val_loss", self.best_val_loss, on_step=False, on_epoch=True)
-            self.log("hp/best_val_acc", self.best_val_acc, on_step=False, on_epoch=True)
+            self.log("val/best_loss", self.best_val_loss, on_step=False, on_epoch=True)
+            self.log("val/best_acc", self.best_val_acc, on_step=False, on_epoch=True)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """LitGPT's groups for the trunk (none when it is frozen), plus the head: its matrix with

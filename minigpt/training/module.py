@@ -51,6 +51,8 @@ class LitGPT(L.LightningModule):
         self.best_val_loss = math.inf
         self.first_loss: float | None = None  # the first training step's loss, for the divergence warning
         self.warned_divergence = False
+        # one window of token ids: Lightning's model summary runs it once to count the FLOPs
+        self.example_input_array = torch.zeros(1, self.config.block_size, dtype=torch.long)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)
@@ -112,7 +114,7 @@ class LitGPT(L.LightningModule):
         self.log("step", float(self.global_step), on_step=False, on_epoch=True)
         if stage == "val" and not self.trainer.sanity_checking:
             self.best_val_loss = min(self.best_val_loss, float(loss))
-            self.log("hp/best_val_loss", self.best_val_loss, on_step=False, on_epoch=True)
+            self.log("val/best_loss", self.best_val_loss, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
         self._end_eval("val")

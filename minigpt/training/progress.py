@@ -5,6 +5,7 @@ at the last step, so that every run ends with a measured validation loss."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import lightning as L
@@ -18,9 +19,16 @@ log = logging.getLogger("minigpt")
 class TrainProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar for an endless stream of windows: labelled `train`, not `Epoch 0/-2`.
     With a time budget it counts the budget's seconds (elapsed < remaining) and shows the step,
-    instead of a step count towards a max_steps that is never reached."""
+    instead of a step count towards a max_steps that is never reached. In a pipe or a log file
+    (stdout is not a terminal) it draws nothing: the per-validation log lines say the same in
+    lines a file can hold, where a bar's redraws would pile up."""
 
     BUDGET_FORMAT = "{desc}{percentage:3.0f}%|{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not sys.stdout.isatty():
+            self.disable()
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         metrics = super().get_metrics(trainer, pl_module)
