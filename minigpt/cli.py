@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import sys
 import tempfile
 import warnings
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -71,7 +73,111 @@ def user_errors() -> Iterator[None]:
         fail("interrupted", code=130)
 
 
+def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """The entry point of every tool (minigpt/commands/): Hydra composes `conf/<config_name>.yaml`,
+    checking it against the typed schemas (minigpt/configs.py), and calls the decorated function
+    inside `friendly_errors`. A config that does not compose (an unknown key or option, a wrong
+    type, an unreadable override) is one line and exit code 2 instead of Hydra's report; set
+    HYDRA_FULL_ERROR=1 for Hydra's full traceback."""
+    import hydra
+
+    from minigpt.configs import register
+
+    def decorate(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        composed = hydra.main(config_path=config_path, config_name=config_name, version_base="1.3")(friendly_errors(fn))
+
+        @functools.wraps(fn)
+        def main() -> Any:
+            register()
+            asked = os.environ.get("HYDRA_FULL_ERROR")
+            if asked == "1":
+                return composed()
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises a composition error instead of printing it
+            try:
+                return composed()
+            except COMPOSE_ERRORS as e:
+                fail(config_error(e))
+            finally:
+                if asked is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = asked
+
+        return main
+
+    return decorate
+
+
+def config_error(e: BaseException) -> str:
+    """One line for a config that does not compose: an unknown key names the keys it could be, an
+    unknown option lists the options, a wrong type says what was expected; otherwise Hydra's
+    message and OmegaConf's cause joined, without the search path and the HYDRA_FULL_ERROR hint."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = e.__cause__
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
+        return _unknown_key(cause)
+    if isinstance(cause, ValidationError) and _field_type(cause) is not None:
+        return f"{cause.full_key} must be {_field_type(cause)}, got {cause.value!r}"
+    if isinstance(e, MissingConfigException):
+        return _missing_option(str(e))
+    noise = ("full_key:", "object_type=", "reference_type=", "Config search path", "provider=", "Set the environment")
+    parts: list[str] = []
+    while e is not None:
+        for line in str(e).splitlines():
+            line = line.strip().rstrip(".").removeprefix("Error merging override ")
+            if line and not line.startswith(noise) and line not in parts:
+                parts.append(line)
+        e = e.__cause__
+    return ": ".join(parts[:2]) + "; see the options with --help, or the composed config with --cfg job"
+
+
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _field_type(e: BaseException) -> str | None:
+    """`an integer (or null)`: what the typed field `e` failed on takes, in words; None when the
+    field is not a dataclass field of a simple type."""
+    import dataclasses
+    import typing
+
+    if not dataclasses.is_dataclass(e.object_type):
+        return None
+    hint = typing.get_type_hints(e.object_type).get(str(e.key))
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    word = TYPE_WORDS.get(args[0])
+    if word is None:
+        return None
+    return f"{word} (or null)" if type(None) in typing.get_args(hint) else word
+
+
+def _unknown_key(e: BaseException) -> str:
+    """`model.n_layers is not a key of model; did you mean model.n_layer?` from OmegaConf's error."""
+    import dataclasses
+    import difflib
+
+    parent, _, key = str(e.full_key).rpartition(".")
+    known = [f.name for f in dataclasses.fields(e.object_type)] if dataclasses.is_dataclass(e.object_type) else []
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    where = f"a key of {parent}" if parent else "a config key"
+    hint = f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else "see --cfg job for the keys"
+    if not known:  # an untyped node takes new keys
+        hint += f" (a new key needs a leading +: +{e.full_key}=...)"
+    return f"{e.full_key} is not {where}; {hint}"
+
+
+def _missing_option(message: str) -> str:
+    """`model=foo`: the option asked for and the group's options, schemas left out."""
+    lines = [line.strip() for line in message.split("Config search path")[0].splitlines() if line.strip()]
+    options = [line for line in lines[2:] if not line.endswith("_schema")]
+    head = lines[0].rstrip(".")
+    return f"{head}; the options are {', '.join(options)}" if options else head
+
+
 USER_ERRORS = (MinigptError, OmegaConfBaseException, OSError)
+# what Hydra raises when a config does not compose (HYDRA_FULL_ERROR=1)
+COMPOSE_ERRORS = (HydraException, OmegaConfBaseException)
 # the jobs of this process's sweep that failed with a user error, for SweepOutcome
 FAILED_JOBS: list[str] = []
 

@@ -13,6 +13,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from minigpt.configs import register
+
+register()  # the typed schemas (minigpt/configs.py) the conf/ files name in their defaults
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 CORPUS_CANDIDATES = (

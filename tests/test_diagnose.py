@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 from minigpt.analysis.diagnose import diagnose, run
 from minigpt.checkpoint.load import load_model
+from minigpt.cli import friendly_errors
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.figures import embedding_pca
 from minigpt.model import GPT, GPTConfig
@@ -106,20 +107,35 @@ def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
     assert all(f"]({name}.png)" in index for name in FIGURES)
     assert [f"### temperature {t}" in index for t in (0.5, 0.8, 1.0, 1.2)] == [True] * 4
 
-    bad = run_cli("-m", "minigpt", "diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}_2", "text='ROMEO:€'")
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
-    assert "outside the model's vocabulary" in bad.stderr
-    assert not (tmp_path / "diag_2").exists()
 
-    # the same folder again: refused, the first report kept as it was
+
+def test_diagnose_refusals_are_one_line_and_keep_the_folder(tiny_run, tmp_path, capsys):
+    """The tool's refusals (in this process: the command's own wrapper, without an interpreter
+    start per case), and a folder that already holds a report is left as it was."""
+    ckpt = tiny_run["best_ckpt"]
+    out = tmp_path / "diag"
+    out.mkdir()
+    (out / "attention_layer0.png").write_bytes(b"an earlier report")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    again = run_cli("-m", "minigpt", "diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}", "temperatures=abc")
-    assert again.returncode == 2 and again.stderr.strip().count("\n") == 0
-    assert again.stderr.startswith("error: temperatures must be numbers >= 0")  # a traceback before
-    again = run_cli("-m", "minigpt", "diagnose", f"ckpt={tiny_run['best_ckpt']}", f"out_dir={out}")
-    assert again.returncode == 2
-    assert again.stderr.startswith(f"error: out_dir={out} already holds attention_layer0.png, attention_layer1.png")
+
+    def refused(*overrides: str) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            friendly_errors(lambda cfg: run(cfg))(compose_diagnose(ckpt, *overrides))
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0, err
+        return err
+
+    assert "outside the model's vocabulary" in refused(f"out_dir={tmp_path / 'diag_2'}", "text='ROMEO:€'")
+    assert not (tmp_path / "diag_2").exists()
+    assert refused(f"out_dir={out}", "temperatures=abc").startswith("error: temperatures must be numbers >= 0")
+    assert refused(f"out_dir={out}").startswith(f"error: out_dir={out} already holds attention_layer0.png")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def compose_diagnose(ckpt, *overrides: str):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("diagnose", overrides=[f"ckpt={ckpt}", *overrides])
 
 
 def diagnose_with_config(ckpt, *overrides: str):

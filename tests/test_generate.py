@@ -103,7 +103,7 @@ def test_help_lists_generates_options_not_trainings_config_groups():
         (["top_p=0"], "top_p must be in (0, 1]"),
         (["temperature=-0.5"], "temperature must be >= 0"),
         (["max_new_tokens=-3"], "max_new_tokens must be an integer >= 0"),
-        (["seed=abc"], "seed must be an integer (or null for a random one), got 'abc'"),
+        (["seed=abc"], "seed must be an integer (or null), got 'abc'"),
         (["use_cache=maybe"], "use_cache must be true or false, got 'maybe'"),
         (["num_beams=2", "length_penalty=abc"], "length_penalty must be a number"),
         (["num_beams=3", "top_p=0.9"], "num_beams=3 is beam search, which does not sample, so top_p would be ignored"),

@@ -30,6 +30,10 @@ def test_every_config_group_option_runs_a_fast_dev_run(override, tmp_path, small
     if override in ("data=labelled", "task=classify"):  # a classifier on a trained trunk
         corpus = request.getfixturevalue("labelled_file")
         extra = ["task=classify", f"init_from={request.getfixturevalue('tiny_run')['best_ckpt']}"]
+    if override in ("data=digits", "task=caption"):  # the vision-language model: scikit-learn's images, no corpus
+        cfg = compose_train("model=tiny", "task=caption", "+trainer.fast_dev_run=true", f"run_dir={tmp_path}")
+        assert train(cfg)["steps"] == 1
+        return
     cfg = train_cfg(tmp_path, corpus, override, *extra, "+trainer.fast_dev_run=true")
     if override.startswith("model="):
         cfg.model.n_layer = min(cfg.model.n_layer, 2)  # keep medium's width and block, fewer layers
@@ -76,6 +80,8 @@ def test_run_writes_checkpoints_tensorboard_and_summary(tiny_run):
     scalars = read_tb(run_dir)
     for tag in ("train/loss", "train/lr/hidden", "val/loss", "val/ppl", "val/bpc", "val/best_loss"):
         assert tag in scalars, tag
+    assert "epoch" not in scalars  # always 0 on an endless stream: its chart would lead the page
+    assert sorted({tag.split("/")[0] for tag in scalars})[:2] == ["train", "val"]  # losses first
     val = dict(scalars["val/loss"])
     assert sorted(val) == [30, 60]  # validated every 30 steps, plotted at the step it measured
     loss = val[60]

@@ -1,15 +1,13 @@
 """Label a text with a trained classifier: python -m minigpt classify ckpt=... text="..."."""
 
-import hydra
 from omegaconf import DictConfig
 
-from minigpt.cli import friendly_errors
+from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 from minigpt.training.classifier import run
 
 
-@hydra.main(config_path=CONF_DIR, config_name="classify", version_base="1.3")
-@friendly_errors
+@hydra_tool(CONF_DIR, "classify")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -1,15 +1,13 @@
 """Export a checkpoint for deployment: python -m minigpt export ckpt=... format=exported|onnx."""
 
-import hydra
 from omegaconf import DictConfig
 
-from minigpt.cli import friendly_errors
+from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 from minigpt.inference.export import run
 
 
-@hydra.main(config_path=CONF_DIR, config_name="export", version_base="1.3")
-@friendly_errors
+@hydra_tool(CONF_DIR, "export")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

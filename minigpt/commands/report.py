@@ -1,15 +1,13 @@
 """Summarise a sweep: python -m minigpt report dir=outputs/<task>/multiruns/<time>."""
 
-import hydra
 from omegaconf import DictConfig
 
 from minigpt.analysis.report import run
-from minigpt.cli import friendly_errors
+from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 
 
-@hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
-@friendly_errors
+@hydra_tool(CONF_DIR, "report")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

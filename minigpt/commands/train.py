@@ -1,16 +1,14 @@
 """Train a model: python -m minigpt train [overrides] (or python train.py). Returns the best
 validation loss, the value a Hydra sweeper minimises."""
 
-import hydra
 from omegaconf import DictConfig
 
-from minigpt.cli import friendly_errors
+from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 from minigpt.training.run import train
 
 
-@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
-@friendly_errors
+@hydra_tool(CONF_DIR, "train")
 def main(cfg: DictConfig) -> float:
     return train(cfg)["best_val_loss"]
 

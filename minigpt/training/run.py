@@ -276,7 +276,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, module: L.LightningModule) -> t
     if rank_zero_only.rank == 0:  # other DDP ranks have no TensorBoard writer
         callbacks.append(HParamsSummary(module.hparams.run_config))
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name(), default_hp_metric=False)
+    logger = RunLogger(save_dir=str(run_dir), name="tensorboard", version=run_name(), default_hp_metric=False)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=logger,
