@@ -23,6 +23,7 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
 CHOICES = {"pos_encoding": POS_ENCODINGS, "attn_impl": ATTN_IMPLS, "norm": NORMS, "activation": ACTIVATIONS}
 
 
+# --8<-- [start:config]
 @dataclass
 class GPTConfig:
     """Everything that defines the network's shape; travels inside every checkpoint."""
@@ -44,6 +45,7 @@ class GPTConfig:
     qk_norm: bool = False  # RMS-normalise queries and keys per head before the dot product
     swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
     rope_base: float = 10000.0
+    # --8<-- [end:config]
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -96,6 +98,7 @@ class GPTConfig:
 # --------------------------------------------------------------------------- positions
 
 
+# --8<-- [start:sinusoidal]
 def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
     """Fixed sine/cosine position table of Vaswani et al. (2017): (n_pos, dim)."""
     pos = torch.arange(n_pos, dtype=torch.float32)[:, None]
@@ -105,8 +108,10 @@ def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * inv_freq)
     table[:, 1::2] = torch.cos(pos * inv_freq)
     return table
+    # --8<-- [end:sinusoidal]
 
 
+# --8<-- [start:rope]
 def rope_cos_sin(positions: torch.Tensor, head_size: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the rotary angles (Su et al. 2021) for integer positions: each (T, hs/2)."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)
@@ -120,8 +125,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return rotated.flatten(-2)
+    # --8<-- [end:rope]
 
 
+# --8<-- [start:alibi]
 def alibi_slopes(n_head: int) -> torch.Tensor:
     """Per-head slopes of ALiBi (Press et al. 2022): a geometric sequence starting at 2^(-8/n)."""
 
@@ -135,11 +142,13 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     closest = 2 ** math.floor(math.log2(n_head))
     extra = power_of_two_slopes(2 * closest)[0::2][: n_head - closest]
     return torch.tensor(power_of_two_slopes(closest) + extra)
+    # --8<-- [end:alibi]
 
 
 # --------------------------------------------------------------------------- KV cache
 
 
+# --8<-- [start:kv_cache]
 class KVCache:
     """Keys and values of positions already seen, per layer, so decoding one token costs O(S).
 
@@ -180,11 +189,13 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+        # --8<-- [end:kv_cache]
 
 
 # --------------------------------------------------------------------------- layers
 
 
+# --8<-- [start:causal_mask]
 def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
     """(T, S) booleans, True where query i may attend to key j.
 
@@ -193,16 +204,20 @@ def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
     Everything above that diagonal is the future, which a language model must not see.
     """
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+    # --8<-- [end:causal_mask]
 
 
+# --8<-- [start:norm]
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "layernorm":
         return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd)
     return nn.Identity()
+    # --8<-- [end:norm]
 
 
+# --8<-- [start:attention]
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position t sees only positions <= t."""
 
@@ -233,6 +248,7 @@ class CausalSelfAttention(nn.Module):
         `bias` (nh or 1, T, S) is added to the scores: -inf on the future, plus ALiBi's distance
         penalty; GPT builds it once per forward (`GPT.attention_bias`). None means plain causal
         attention over T == S positions, which the fused kernel masks by itself."""
+        # --8<-- [start:split_heads]
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         if self.cfg.swap_qk:  # both are learned linear maps, so this should change nothing
@@ -240,6 +256,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        # --8<-- [end:split_heads]
         if self.cfg.qk_norm:
             q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
         if rope is not None:
@@ -247,6 +264,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs)
 
+        # --8<-- [start:scores]
         weights = None
         if self.cfg.attn_impl == "sdpa" and not need_weights:  # torch's fused kernel, same math
             mask = None if bias is None else bias.to(q.dtype)
@@ -258,10 +276,15 @@ class CausalSelfAttention(nn.Module):
             att = (q @ k.transpose(-2, -1)) * self.scale + bias  # (B, nh, T, S); -inf on the future
             weights = F.softmax(att, dim=-1)  # each row: a distribution over the positions it may see
             y = self.attn_dropout(weights) @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
+        # --8<-- [end:scores]
+        # --8<-- [start:merge_heads]
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y)), weights
+        # --8<-- [end:merge_heads]
+        # --8<-- [end:attention]
 
 
+# --8<-- [start:mlp]
 class MLP(nn.Module):
     """Position-wise feed-forward network: expand 4x, non-linearity, project back."""
 
@@ -281,8 +304,10 @@ class MLP(nn.Module):
         else:
             x = F.relu(x).square()
         return self.dropout(self.c_proj(x))
+        # --8<-- [end:mlp]
 
 
+# --8<-- [start:block]
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
@@ -300,11 +325,13 @@ class Block(nn.Module):
         m = self.mlp(self.ln_2(x))
         x = x + m if self.residual else m
         return x, weights
+        # --8<-- [end:block]
 
 
 # --------------------------------------------------------------------------- GPT
 
 
+# --8<-- [start:gpt_init]
 class GPT(nn.Module):
     """Decoder-only transformer language model; `forward` returns logits, never a loss."""
 
@@ -348,6 +375,7 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            # --8<-- [end:gpt_init]
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without position embeddings (as nanoGPT reports it)."""
@@ -360,6 +388,7 @@ class GPT(nn.Module):
         """An empty KV cache for up to `capacity` positions (default: block_size)."""
         return KVCache(self.config.n_layer, capacity or self.config.block_size)
 
+    # --8<-- [start:run]
     def _run(self, idx: torch.Tensor, cache: KVCache | None, need_weights: bool):
         cfg = self.config
         B, T = idx.shape
@@ -385,7 +414,9 @@ class GPT(nn.Module):
             x, w = block(x, rope, bias, cache, need_weights)
             weights.append(w)
         return self.transformer.ln_f(x), weights  # (B, T, C)
+        # --8<-- [end:run]
 
+    # --8<-- [start:attention_bias]
     def attention_bias(self, T: int, past: int, dense: bool, device: torch.device) -> torch.Tensor | None:
         """What every layer adds to its attention scores for T new positions after `past` cached
         ones: (nh or 1, T, S) with -inf on the future (the causal mask) and, with ALiBi, a penalty
@@ -401,10 +432,13 @@ class GPT(nn.Module):
             distance = torch.arange(S - T, S, device=device)[:, None] - torch.arange(S, device=device)[None, :]
             bias = bias - self.alibi_slopes[:, None, None] * distance.clamp(min=0)  # (nh, T, S)
         return bias
+        # --8<-- [end:attention_bias]
 
+    # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T); with a cache, T new tokens follow the cached ones."""
         return self.lm_head(self._run(idx, cache, need_weights=False)[0])
+        # --8<-- [end:forward]
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """The final hidden states (B, T, C): the last block's output after ln_f, what lm_head

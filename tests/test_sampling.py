@@ -34,6 +34,7 @@ def make(pos="learned", impl="sdpa", block=16) -> GPT:
     return model
 
 
+# --8<-- [start:test_cache_logits]
 @pytest.mark.parametrize("impl", ["manual", "sdpa"])
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 def test_cached_logits_equal_full_recompute_past_the_window(pos, impl):
@@ -45,8 +46,10 @@ def test_cached_logits_equal_full_recompute_past_the_window(pos, impl):
         torch.testing.assert_close(cached.logits(), full.logits(), rtol=1e-4, atol=1e-4)
         cached.append(seq[:, t])
         full.append(seq[:, t])
+    # --8<-- [end:test_cache_logits]
 
 
+# --8<-- [start:test_cache_greedy]
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 def test_cached_greedy_equals_full_recompute_token_for_token(pos):
     model = make(pos)
@@ -54,6 +57,7 @@ def test_cached_greedy_equals_full_recompute_token_for_token(pos):
     a = generate(model, prompt, 45, SamplingConfig(temperature=0), use_cache=True)
     b = generate(model, prompt, 45, SamplingConfig(temperature=0), use_cache=False)
     assert torch.equal(a, b)
+    # --8<-- [end:test_cache_greedy]
 
 
 @pytest.mark.parametrize("pos", POS_ENCODINGS)

@@ -1,0 +1,166 @@
+"""Screenshots for the documentation site, taken in headless Chromium with Playwright.
+
+    python scripts/screenshots.py                    # the site's pages and TensorBoard's
+    python scripts/screenshots.py --only site        # build the site, shoot two of its pages
+    python scripts/screenshots.py --only tensorboard # train (if needed), start TensorBoard, shoot it
+
+site: builds the site (mkdocs build --strict) into site/, serves it on a free local port and saves
+the home page and "Reading the model" as docs/images/site_home.png and site_reading_the_model.png.
+
+tensorboard: trains a short run and a two-job sweep under outputs/docs_tb/ (skipped when their
+summary.json files exist; --retrain starts over), starts TensorBoard on a free port, opens each
+dashboard, waits for its charts and saves docs/images/tensorboard_<dashboard>.png.
+
+Needs the system Chromium (`chromium` on PATH); Playwright's own browser download is not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import http.server
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "docs" / "images"
+RUNS = ROOT / "outputs" / "docs_tb"
+RUN = [sys.executable, "train.py", "model=tiny", "trainer.max_steps=500", "hydra.run.dir=outputs/docs_tb/run"]
+SWEEP = [sys.executable, "train.py", "-m", "model=tiny", "trainer.max_steps=500", "optim.lr=1e-3,3e-3"]
+SWEEP += ["hydra.sweep.dir=outputs/docs_tb/sweep"]
+# (file name, the part of TensorBoard's URL after '#', a text to click and scroll to, or None): the
+# text opens a collapsed tag group, or ticks a hyperparameter so that the table shows its column
+DASHBOARDS = [
+    ("scalars", "scalars", None),
+    ("scalars_val", "scalars", "val"),
+    ("timeseries", "timeseries", None),
+    ("custom_scalars", "custom_scalars", None),
+    ("images", "images", None),
+    ("text", "text", None),
+    ("hparams", "hparams", "optim.lr"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 90.0) -> None:
+    """Poll `url` until it answers 200, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.5)
+    raise SystemExit(f"error: {url} did not answer within {timeout:.0f} s")
+
+
+def browser_page(playwright, width: int, height: int):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise SystemExit("error: no `chromium` on PATH; install it (e.g. apt-get install chromium)")
+    browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+    return browser, browser.new_page(viewport={"width": width, "height": height})
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """Serve `directory` over HTTP on a free local port for as long as the block runs."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 (the base class's signature)
+        pass
+
+
+def shoot_site(playwright) -> None:
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"], cwd=ROOT, check=True)
+    browser, page = browser_page(playwright, 1280, 800)
+    with serve(ROOT / "site") as url:
+        for path, name in (("", "site_home"), ("reading-the-model/", "site_reading_the_model")):
+            page.goto(f"{url}/{path}", wait_until="networkidle")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(IMAGES / f"{name}.png"))
+            print(f"saved docs/images/{name}.png")
+    browser.close()
+
+
+def train_runs(retrain: bool) -> None:
+    """The run and the sweep the TensorBoard screenshots show (about a minute each on 2 cores)."""
+    if retrain and RUNS.exists():
+        shutil.rmtree(RUNS)
+    if not (RUNS / "run" / "summary.json").exists():
+        subprocess.run(RUN, cwd=ROOT, check=True)
+    if not all((RUNS / "sweep" / job / "summary.json").exists() for job in ("0", "1")):
+        subprocess.run(SWEEP, cwd=ROOT, check=True)
+
+
+@contextlib.contextmanager
+def tensorboard(logdir: Path) -> Iterator[str]:
+    """A TensorBoard on a free local port, stopped when the block ends."""
+    port = free_port()
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
+    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/data/logdir")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def shoot_tensorboard(playwright, retrain: bool) -> None:
+    train_runs(retrain)
+    browser, page = browser_page(playwright, 1440, 900)
+    with tensorboard(RUNS) as url:
+        for name, fragment, click in DASHBOARDS:
+            page.goto(f"{url}/#{fragment}", wait_until="networkidle")
+            page.wait_for_timeout(5000)  # charts draw after their data arrives
+            if click is not None:
+                target = page.get_by_text(click, exact=True).first
+                target.click()
+                target.evaluate("element => element.scrollIntoView({block: 'start'})")
+                page.wait_for_timeout(4000)
+            page.screenshot(path=str(IMAGES / f"tensorboard_{name}.png"))
+            print(f"saved docs/images/tensorboard_{name}.png")
+    browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["site", "tensorboard"], help="one of the two sets (default: both)")
+    parser.add_argument("--retrain", action="store_true", help="train the TensorBoard runs again")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        if args.only in (None, "site"):
+            shoot_site(playwright)
+        if args.only in (None, "tensorboard"):
+            shoot_tensorboard(playwright, args.retrain)
+
+
+if __name__ == "__main__":
+    main()
