@@ -207,6 +207,11 @@ def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
     # --8<-- [end:causal_mask]
 
 
+def causal_bias(T: int, S: int, device: torch.device) -> torch.Tensor:
+    """(1, T, S) to add to attention scores: 0 where `causal_mask` allows, -inf on the future."""
+    return torch.zeros(1, T, S, device=device).masked_fill(~causal_mask(T, S, device), float("-inf"))
+
+
 # --8<-- [start:norm]
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "layernorm":
@@ -273,6 +278,8 @@ class CausalSelfAttention(nn.Module):
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=bias is None, scale=self.scale
             )
         else:
+            if bias is None:  # plain causal attention: the mask the fused kernel applies by itself
+                bias = causal_bias(T, k.size(-2), x.device)
             att = (q @ k.transpose(-2, -1)) * self.scale + bias  # (B, nh, T, S); -inf on the future
             weights = F.softmax(att, dim=-1)  # each row: a distribution over the positions it may see
             y = self.attn_dropout(weights) @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
@@ -426,7 +433,7 @@ class GPT(nn.Module):
         alibi = self.config.pos_encoding == "alibi"
         if not dense and not alibi and past == 0:
             return None
-        bias = torch.zeros(1, T, S, device=device).masked_fill(~causal_mask(T, S, device), float("-inf"))
+        bias = causal_bias(T, S, device)
         if alibi:
             # key j sits (S-T+i) - j places before query i; only the distance matters
             distance = torch.arange(S - T, S, device=device)[:, None] - torch.arange(S, device=device)[None, :]

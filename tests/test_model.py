@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minigpt.errors import ConfigError
-from minigpt.model import GPT, POS_ENCODINGS, GPTConfig, alibi_slopes
+from minigpt.model import GPT, POS_ENCODINGS, CausalSelfAttention, GPTConfig, alibi_slopes
 
 V = 11
 
@@ -174,3 +174,17 @@ def test_the_model_module_loads_neither_lightning_nor_hydra():
     code = f"import sys, minigpt.model; print(sorted(m for m in sys.modules if m.split('.')[0] in {frameworks}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_attention_without_a_bias_is_plain_causal_attention_on_both_paths():
+    """CausalSelfAttention(bias=None), as used on its own (the notebooks): the manual path and
+    the weights it returns are causal, and equal the fused kernel's output."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=8, block_size=6, n_layer=1, n_head=2, n_embd=8, attn_impl="manual")
+    attn = CausalSelfAttention(cfg, layer_idx=0).eval()
+    x = torch.randn(2, 6, 8)
+    manual, weights = attn(x, need_weights=True)
+    assert torch.all(weights.triu(diagonal=1) == 0)
+    attn.cfg = GPTConfig(**{**cfg.__dict__, "attn_impl": "sdpa"})
+    fused, _ = attn(x)
+    torch.testing.assert_close(manual, fused)
