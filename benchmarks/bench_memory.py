@@ -24,7 +24,6 @@ import json
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 MIB = 2**20
 
@@ -38,15 +37,11 @@ def measure(model_name: str, batch: int, block: int, attn_impl: str) -> dict:
     """One training step in this process; returns bytes per category."""
     import torch
     import torch.nn.functional as F
-    from hydra import compose, initialize_config_dir
 
+    from minigpt.configs import compose
     from minigpt.training.run import build_module
 
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
-        cfg = compose(
-            "train", overrides=[f"model={model_name}", f"model.block_size={block}", f"model.attn_impl={attn_impl}"]
-        )
+    cfg = compose("train", [f"model={model_name}", f"model.block_size={block}", f"model.attn_impl={attn_impl}"])
     torch.manual_seed(0)
     before = rss_now()
     module = build_module(cfg, [chr(32 + i) for i in range(65)])

@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from minigpt.cli import quiet_libraries
+from minigpt.configs import compose
 from minigpt.training.run import build_module
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def matmul_peak(n: int = 1024, repeats: int = 20) -> float:
@@ -114,8 +111,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     quiet_libraries()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("train", overrides=args.overrides)
+    cfg = compose("train", args.overrides)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     tokens = cfg.data.batch_size * cfg.model.block_size

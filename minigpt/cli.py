@@ -16,10 +16,11 @@ from typing import Any
 
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from minigpt.errors import ConfigError, MinigptError
+from minigpt.io import file_problem
 
 log = logging.getLogger("minigpt")
 
@@ -56,9 +57,24 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
         if _in_multirun():
             return _sweep_job(fn, cfg)
         with user_errors():
+            check_finite_options(cfg)
             return fn(cfg)
 
     return wrapper
+
+
+def check_finite_options(cfg: object, prefix: str = "") -> None:
+    """NaN and infinity are no setting of any tool (`trainer.gradient_clip_val=nan` would turn every
+    gradient into NaN, `temperature=inf` sample uniformly): one line naming the first option that
+    holds one, before the tool does anything."""
+    if isinstance(cfg, DictConfig | ListConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=False)  # interpolations stay strings: nothing is resolved
+    items = cfg.items() if isinstance(cfg, dict) else enumerate(cfg) if isinstance(cfg, list) else ()
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix and isinstance(key, str) else f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        check_finite_options(value, name)
 
 
 @contextlib.contextmanager
@@ -89,6 +105,7 @@ def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictCo
         @functools.wraps(fn)
         def main() -> Any:
             register()
+            check_overrides()  # an argument Hydra's parser cannot read: one line naming the character
             asked = os.environ.get("HYDRA_FULL_ERROR")
             if asked == "1":
                 return composed()
@@ -189,6 +206,7 @@ def _sweep_job(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
 
     try:
+        check_finite_options(cfg)
         return fn(cfg)
     except USER_ERRORS as e:
         hydra_cfg = HydraConfig.get()
@@ -343,10 +361,9 @@ def read_text_file(value: str, option: str, instead: str) -> str:
     """The UTF-8 text of the file an option names (`prompt_file`, `text_file`), or one line saying
     what is wrong with it and what to pass `instead`."""
     path = Path(value).expanduser()
-    if path.is_dir():
-        raise MinigptError(f"{option} {path} is a directory; pass a UTF-8 text file or {instead}")
-    if not path.is_file():
-        raise MinigptError(f"{option} {path} does not exist; pass an existing UTF-8 file or {instead}")
+    problem = file_problem(path)  # a FIFO or /dev/zero is named, never opened
+    if problem is not None:
+        raise MinigptError(f"{option} {path} {problem}; pass a UTF-8 text file or {instead}")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -354,3 +371,38 @@ def read_text_file(value: str, option: str, instead: str) -> str:
             f"{option} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
             f"pass a UTF-8 text file or {instead}"
         ) from None
+
+
+def check_overrides(argv: list[str] | None = None) -> None:
+    """One line and exit code 2 for a `key=value` argument Hydra's override parser cannot read (a
+    lone quote, a non-ASCII or control character outside quotes), naming the character and how to
+    quote it. `hydra_tool` calls this before Hydra parses the command line; other arguments
+    (flags, `--cfg job`) are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for arg in sys.argv[1:] if argv is None else argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except HydraException as e:
+            key = arg.split("=", 1)[0]
+            fail(
+                f"{_unreadable_override(arg, str(e))}; quote the value, as '{key}=\"...\"', or pass the text in a file"
+            )
+
+
+def _unreadable_override(arg: str, message: str) -> str:
+    """What Hydra's parser could not read in `arg`: the character its lexer stopped at, or the
+    first line of its grammar error."""
+    lines = message.splitlines()
+    if not lines[0].startswith("LexerNoViableAltException") or len(lines) < 2 or "^" not in lines[1]:
+        return f"Hydra cannot read the argument {arg!r} ({lines[0][:120]})"
+    at = lines[1].find("^") - len(lines[0]) + len(arg)  # the caret points into the argument, printed last
+    where = f" at {arg[at]!r} (character {at + 1})" if 0 <= at < len(arg) else ""
+    return (
+        f"Hydra cannot read the argument {arg!r}{where}: outside quotes, a value may not hold a quote, "
+        f"a control or a non-ASCII character"
+    )

@@ -8,7 +8,8 @@ its schema first in its defaults list (`defaults: [gpt_schema, _self_]`). Types 
 the config is composed; ranges (`n_embd` divisible by `n_head`, `0 < top_p <= 1`) stay in the
 dataclasses' `__post_init__`, one place per config.
 
-`register()` puts the schemas in Hydra's ConfigStore; every tool calls it before composing.
+`register()` puts the schemas in Hydra's ConfigStore; every tool calls it before composing, and
+`compose("train", [...])` does both for Python code (benchmarks, notebooks).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
 
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
@@ -81,3 +83,18 @@ def register() -> None:
     cs.store(group="model", name="gpt_schema", node=GPTSchema)
     cs.store(group="model", name="lstm_schema", node=LSTMSchema)
     cs.store(name="generate_schema", node=GenerateSchema)
+
+
+# conf/ sits beside the package in the repository, so every tool finds it from any directory
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose(config_name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """A tool's config as its command line would compose it (`compose("train", ["model=tiny"])`),
+    checked against the schemas: for Python code that calls the library without a command."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
+    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))

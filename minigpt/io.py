@@ -1,10 +1,13 @@
-"""Writing files safely: atomically (never half a file) and as strict JSON."""
+"""Files, safely: written atomically (never half a file) and as strict JSON; read only when a
+path names a regular file."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,3 +49,52 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# --------------------------------------------------------------------------- what a path names
+
+# what os.stat says a path is, for everything but a regular file
+SPECIAL_FILES = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is a pipe (a FIFO, or a process substitution such as <(cat file)), which can be read only once"),
+    (stat.S_ISCHR, "is a character device, not a file"),
+    (stat.S_ISBLK, "is a block device, not a file"),
+    (stat.S_ISSOCK, "is a socket, not a file"),
+)
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a text or data file (`is a directory`, `is a pipe ...`, `does
+    not exist`, `is a symbolic link loop`), or None when it is a regular file. Asked with os.stat,
+    which never blocks: opening a FIFO waits for a writer forever and /dev/zero never ends."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return _stat_problem(path, e)
+    if stat.S_ISREG(mode):
+        return None
+    return next((problem for test, problem in SPECIAL_FILES if test(mode)), "is not a regular file")
+
+
+def _stat_problem(path: Path, e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "is a symbolic link loop (a link that leads back to itself)"
+    if e.errno == errno.ENOENT and path.is_symlink():
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    if e.errno == errno.ENOENT:
+        return "does not exist"
+    if e.errno == errno.ENOTDIR:
+        return "does not exist (a part of the path before its name is a file, not a folder)"
+    return f"cannot be read ({e.strerror or e})"
+
+
+def remove_stale_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files `atomic_write` leaves in `folder` when its process is killed
+    mid-write (`.<name>.<random>.tmp`); return them. Call it only while no other process can be
+    writing there (training holds the run directory's lock)."""
+    stale = sorted(Path(folder).glob(".*.tmp")) if Path(folder).is_dir() else []
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stale

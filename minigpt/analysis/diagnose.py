@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from minigpt.analysis.evaluate import token_losses
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
+from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
 from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.figures import (
@@ -30,9 +32,11 @@ from minigpt.figures import (
     plot_residual_norms,
 )
 from minigpt.inference.generation import pick_device
+from minigpt.model import GPT
 from minigpt.probes import (
     attention_entropy,
     attention_maps,
+    model_device,
     next_token_logits,
     position_spread,
     residual_stream,
@@ -42,6 +46,11 @@ from minigpt.tokenizer import Tokenizer
 
 log = logging.getLogger("minigpt")
 TEMPERATURES = (0.5, 0.8, 1.0, 1.2)
+# what a recurrent model (model=lstm) lacks of the figures
+RNN_SKIPS = (
+    "a recurrent model has no attention and no residual stream, so the attention and residual_norm figures are "
+    "skipped; the embeddings, logits, per-character loss and samples are drawn"
+)
 
 
 def encode(tokenizer: Tokenizer, text: str, unknown: str = "error") -> torch.Tensor:
@@ -86,6 +95,13 @@ def check_sampling(max_new_tokens, seed) -> None:
     check_seed(seed)
 
 
+def check_sample_memory(model: torch.nn.Module, prompt: int, max_new_tokens: int) -> None:
+    """Refuse samples of `max_new_tokens` that cannot fit in memory, before anything is drawn."""
+    short = memory_shortfall(decoding_bytes(model.config, 1, prompt, max_new_tokens, True), model_device(model))
+    if short:
+        raise ConfigError(f"a sample of the text and max_new_tokens={max_new_tokens} more {short}; lower it")
+
+
 def read_text(cfg: DictConfig) -> str:
     """The text to look at: `text_file` when given (UTF-8), else `text`; one line when it is
     missing, not text, or empty."""
@@ -118,15 +134,17 @@ def diagnose(
     check_sampling(max_new_tokens, seed)
     out_dir = check_out_dir(out_dir)
     ids = encode(tok, text, check_unknown(unknown))
+    check_sample_memory(model, len(ids), max_new_tokens)
     text = tok.decode(ids.tolist())  # what the model sees, after unknown=skip or a replacement
     window = ids[: model.config.block_size]
-    figures = {**attention_figures(loaded, window), **model_figures(loaded, ids, window)}
-    c = model.config
+    figures = model_figures(loaded, ids, window)
+    if isinstance(model, GPT):
+        figures = {**attention_figures(loaded, window), **residual_figures(loaded, window), **figures}
     lines = [
         "# minigpt diagnostics",
         "",
         f"- checkpoint: `{loaded.path}`",
-        f"- model: {c.n_layer} layers, {c.n_head} heads, {c.n_embd} wide, block {c.block_size}",
+        f"- model: {describe_model(model)}",
         f"- text ({len(text)} characters; figures of attention, residual stream and logits use the first "
         f"{len(window)}):",
         "",
@@ -178,24 +196,37 @@ def attention_figures(loaded: LoadedModel, window: torch.Tensor) -> dict[str, tu
     return figures
 
 
-def model_figures(loaded: LoadedModel, ids: torch.Tensor, window: torch.Tensor) -> dict[str, tuple[Figure, str]]:
-    """Residual stream, embeddings, logits and per-character loss, captioned."""
-    model, tok = loaded.model, loaded.tokenizer
-    chars = window_chars(loaded, window)
-    states = residual_stream(model, window)
+def describe_model(model: torch.nn.Module) -> str:
+    """The sizes that shape the figures: `2 layers, 4 heads, 64 wide, block 32` (an LSTM has no heads)."""
+    c = model.config
+    if not isinstance(model, GPT):
+        return f"{type(model).__name__}: {c.n_layer} layers, {c.n_embd} wide, block {c.block_size}; {RNN_SKIPS}"
+    return f"{c.n_layer} layers, {c.n_head} heads, {c.n_embd} wide, block {c.block_size}"
+
+
+def residual_figures(loaded: LoadedModel, window: torch.Tensor) -> dict[str, tuple[Figure, str]]:
+    """The norm of the residual stream after each block, captioned."""
+    states = residual_stream(loaded.model, window)
     spread = ", ".join(f"{v:.4f}" for v in position_spread(states))
-    losses = token_losses(model, ids)
     return {
         "residual_norm": (
-            plot_residual_norms(states, chars),
+            plot_residual_norms(states, window_chars(loaded, window)),
             "Norm of the residual stream after the embeddings and after each block. Its spread over "
             f"positions (0 = every position holds the same vector, see `position_spread`): {spread}.",
         ),
+    }
+
+
+def model_figures(loaded: LoadedModel, ids: torch.Tensor, window: torch.Tensor) -> dict[str, tuple[Figure, str]]:
+    """Embeddings, logits and per-character loss, captioned: what any language model has."""
+    model, tok = loaded.model, loaded.tokenizer
+    chars = window_chars(loaded, window)
+    losses = token_losses(model, ids)
+    embedding = model.transformer.wte.weight if isinstance(model, GPT) else model.wte.weight
+    return {
         "embedding_pca": (
             # at most 1,000 labels: GPT-2's 50,257 would cover the plot
-            plot_embedding_pca(
-                model.transformer.wte.weight, [tok.decode([i]) for i in range(min(tok.vocab_size, 1000))]
-            ),
+            plot_embedding_pca(embedding, [tok.decode([i]) for i in range(min(tok.vocab_size, 1000))]),
             "Character embeddings on their first two principal components.",
         ),
         "logits": (
@@ -220,6 +251,8 @@ def run(cfg: DictConfig) -> Path:
     check_unknown(unknown)
     out_dir = check_out_dir(cfg.out_dir)
     loaded = load_model(ckpt, pick_device(cfg.get("device", "auto")))
+    if not isinstance(loaded.model, GPT):
+        print(f"note: {type(loaded.model).__name__} checkpoint: {RNN_SKIPS}", file=sys.stderr)
     index = diagnose(loaded, text, out_dir, temperatures, max_new_tokens, seed, unknown)
     print(f"wrote {len(list(index.parent.glob('*.png')))} figures and {index}")
     return index

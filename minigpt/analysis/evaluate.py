@@ -24,6 +24,7 @@ from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
+from minigpt.checkpoint.weights import activation_bytes, decoding_bytes, memory_shortfall
 from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, require
 from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
@@ -112,6 +113,11 @@ def token_losses(model: GPT, ids: torch.Tensor, stride: int | None = None, batch
     starts = list(range(0, last, stride)) + [last]
     offsets = torch.arange(width + 1)
     device = next(model.parameters()).device
+    short = memory_shortfall(activation_bytes(model.config, min(batch_size, len(starts)), width, False), device)
+    if short:
+        raise ConfigError(
+            f"scoring batch_size={batch_size} windows of {width} tokens at once {short}; lower batch_size"
+        )
     out = torch.empty(n_pred)
     was_training = model.training
     model.eval()
@@ -246,6 +252,24 @@ def decode(
     return out[:, prompts.size(1) :]
 
 
+def check_decoding_memory(
+    loaded: LoadedModel, strategies: Mapping[str, Mapping], prompts: int, prompt_chars: int, new_chars: int
+) -> None:
+    """Refuse a strategy whose sequences decoded at once (every prompt when sampling, `num_beams`
+    beams of one prompt in beam search) cannot fit in the memory free on the model's device."""
+    device = next(loaded.model.parameters()).device
+    for name, settings in strategies.items():
+        num_beams, _, _ = parse_strategy(name, settings)
+        rows = num_beams if num_beams > 1 else prompts
+        short = memory_shortfall(decoding_bytes(loaded.model.config, rows, prompt_chars, new_chars, True), device)
+        if short:
+            what = f"num_beams={num_beams} beams" if num_beams > 1 else f"generation.prompts={prompts} prompts"
+            raise ConfigError(
+                f"generation.strategies.{name}: decoding {what} at once, {prompt_chars} + {new_chars} tokens each, "
+                f"{short}; lower {'its num_beams' if num_beams > 1 else 'generation.prompts'}"
+            )
+
+
 def generation_table(
     loaded: LoadedModel,
     ids: torch.Tensor,
@@ -266,6 +290,7 @@ def generation_table(
     Returns the rows, the prompts as text, and each strategy's continuations (one per prompt)."""
     model, tok = loaded.model, loaded.tokenizer
     check_generation_fits(ids.numel(), prompts, prompt_chars, new_chars, tok.kind)
+    check_decoding_memory(loaded, strategies, prompts, prompt_chars, new_chars)
     span = prompt_chars + new_chars
     device = next(model.parameters()).device
     starts = torch.linspace(0, ids.numel() - span, prompts).long()

@@ -21,22 +21,83 @@ from omegaconf import DictConfig
 
 from minigpt.errors import MinigptError
 from minigpt.figures import read_scalars
+from minigpt.io import file_problem
+
+
+class UnreadableJob(Exception):
+    """A job folder whose record cannot be read (malformed overrides.yaml, a summary.json whose
+    numbers are not numbers): the report lists the job as unreadable and goes on."""
+
+
+SUMMARY_NUMBERS = ("best_val_loss", "steps", "parameters", "train_seconds")
+
+
+def read_overrides(job_dir: Path) -> dict[str, str]:
+    """The job's command-line overrides (`.hydra/overrides.yaml`) as {key: value}; {} without the file."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        overrides = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        raise UnreadableJob(f".hydra/overrides.yaml is not valid YAML ({str(e).splitlines()[0][:80]})") from None
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UnreadableJob(".hydra/overrides.yaml is not a list of key=value overrides")
+    pairs = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith("hydra."))
+    return {k.lstrip("+~"): v for k, v in pairs.items()}
+
+
+def read_summary(job_dir: Path) -> dict:
+    """The job's summary.json; {} when it is missing or cut short (a job killed while writing it)."""
+    path = job_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return {}
+    if not isinstance(summary, dict):
+        return {}
+    for key in SUMMARY_NUMBERS:
+        value = summary.get(key)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, int) and abs(value) > 10**300)
+        ):
+            raise UnreadableJob(f"summary.json: {key} is {str(value)[:40]!r}, not a usable number")
+    return summary
+
+
+def read_logs(job_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """The job's TensorBoard scalars; an event file that is not a regular file (a FIFO would block
+    the reader forever) makes the job unreadable."""
+    logs = job_dir / "tensorboard"
+    if not logs.is_dir():
+        return {}
+    for events in logs.rglob("events.out.tfevents.*"):
+        if problem := file_problem(events):
+            raise UnreadableJob(f"{events.relative_to(job_dir)} {problem}")
+    return read_scalars(logs)
 
 
 def load_job(job_dir: Path) -> dict:
-    """One job's overrides, status, metrics and validation curve."""
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    pairs = dict(o.split("=", 1) for o in overrides or [] if "=" in o and not o.startswith("hydra."))
-    scalars = read_scalars(job_dir / "tensorboard") if (job_dir / "tensorboard").is_dir() else {}
-    curve = scalars.get("val/loss", [])
-    summary_file = job_dir / "summary.json"
+    """One job's overrides, status, metrics and validation curve; a job whose record cannot be read
+    has status `unreadable` and the reason under `problem`."""
     try:
-        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):  # a job killed while writing it: incomplete
-        summary = {}
-    if not isinstance(summary, dict):
-        summary = {}
+        overrides, summary, scalars = read_overrides(job_dir), read_summary(job_dir), read_logs(job_dir)
+    except UnreadableJob as e:
+        results = {key: None for key in SUMMARY_NUMBERS}
+        return {
+            "job": job_dir.name,
+            "overrides": {},
+            "status": "unreadable",
+            "problem": str(e),
+            **results,
+            "curve": [],
+            "scalars": {},
+        }
+    curve = scalars.get("val/loss", [])
     best = summary.get("best_val_loss")
     if best is None and curve:
         best = min(v for _, v in curve)
@@ -49,7 +110,7 @@ def load_job(job_dir: Path) -> dict:
         status = "failed/incomplete"
     return {
         "job": job_dir.name,
-        "overrides": {k.lstrip("+~"): v for k, v in pairs.items()},
+        "overrides": overrides,
         "status": status,
         "best_val_loss": best,
         "steps": summary.get("steps", curve[-1][0] + 1 if curve else None),
@@ -253,6 +314,9 @@ def report(
         if f"curves_{tag.replace('/', '_')}" not in figures:
             tags = sorted({t for j in jobs for t in j["scalars"]})
             print(f"note: no job logged {tag!r}; logged tags: {', '.join(tags) or 'none'}", file=out)
+    for job in jobs:
+        if job["status"] == "unreadable":
+            print(f"note: job {job['job']} is unreadable: {job['problem']}; it is listed without results", file=out)
     print_table(jobs, keys, out)
     print(f"\nwrote {', '.join(str(p) for p in written.values())}", file=out)
     return {"jobs": jobs, "keys": keys, "files": written}

@@ -28,6 +28,7 @@ from tokenizers import decoders, models, pre_tokenizers
 from minigpt.checkpoint.format import INT_LIMIT, CheckpointMeta, LoadedModel, first_line, is_number, printable, shown
 from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
 from minigpt.errors import CheckpointError, ConfigError
+from minigpt.io import file_problem
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import BPETokenizer
 
@@ -172,6 +173,13 @@ def shard_files(directory: Path, index: Path) -> list[Path]:
             raise CheckpointError(
                 f"{index}: field weight_map names the shard file {shown(shard)}, outside {directory}; "
                 f"a shard must be a file inside the model's folder"
+            )
+    for shard in shards:  # a FIFO or a device would hang the reader: name it instead
+        problem = file_problem(directory / shard)
+        if problem is not None:
+            raise CheckpointError(
+                f"the weights in {directory} cannot be read: {index.name} names the shard file {shown(shard)}, "
+                f"which {problem}; re-save the model"
             )
     return [directory / shard for shard in shards]
 

@@ -53,9 +53,12 @@ def state_dict_size(config: GPTConfig | LSTMConfig) -> int:
     return parameter_count(config) + (config.vocab_size * config.n_embd if config.tie_weights else 0)
 
 
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: /proc/meminfo's MemAvailable (else free pages),
-    capped by a cgroup v2 limit; None where the system says neither."""
+def available_memory(device: str | torch.device | None = None) -> int | None:
+    """Bytes this process can still allocate: on a CUDA device, its free memory; else
+    /proc/meminfo's MemAvailable (else free pages), capped by a cgroup v2 limit; None where the
+    system says neither."""
+    if device is not None and torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0]
     free = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -113,6 +116,61 @@ def check_weight_count(config: GPTConfig | LSTMConfig, state: Mapping[str, torch
             f"{where} describes a model of {expected:,} values ({describe_sizes(config)}), but the file holds "
             f"{stored:,}; the model config does not belong to these weights"
         )
+
+
+# --------------------------------------------------------------------------- memory of a run
+# Estimates from the sizes alone, made before anything is allocated, to refuse in one line what
+# cannot fit (a batch of 10**7 windows, a million samples) instead of failing deep in PyTorch.
+# They count the large tensors only, so a run they let through may still need somewhat more.
+
+
+def activation_bytes(config: GPTConfig | LSTMConfig, batch: int, tokens: int, training: bool) -> int:
+    """Bytes of the activations of one forward pass over `batch` sequences of `tokens` tokens.
+    Training keeps every layer's for the backward pass (per token and layer about 17 values of
+    width n_embd in a GPT block, 8 in an LSTM layer, and two attention rows per head); inference
+    holds one layer's at a time. Logits: 3 values per token and vocabulary entry when training
+    (logits, log-softmax, gradient), 2 otherwise."""
+    C, V, T = config.n_embd, config.vocab_size, tokens
+    if isinstance(config, LSTMConfig):
+        per_layer = 8 * C
+    else:
+        per_layer = 17 * C + 2 * config.n_head * T
+    layers = config.n_layer if training else 1
+    per_token = layers * per_layer + 2 * C + (3 if training else 2) * V
+    return BYTES_PER_VALUE * batch * T * per_token
+
+
+def training_bytes(config: GPTConfig | LSTMConfig, batch_size: int) -> int:
+    """Bytes a training step of `batch_size` windows needs: the weights, their gradients and two
+    optimizer moments (AdamW's), the activations of a block_size window, and the batch's ids."""
+    T = config.block_size
+    ids = 3 * 8 * batch_size * (T + 1)  # start offsets, the gathered windows, their int64 copy
+    return 4 * estimate_model_bytes(config) + activation_bytes(config, batch_size, T, training=True) + ids
+
+
+def decoding_bytes(config: GPTConfig | LSTMConfig, rows: int, prompt: int, new: int, use_cache: bool) -> int:
+    """Bytes decoding `rows` sequences at once needs beyond the model, for a prompt of `prompt`
+    tokens and `new` more: the KV cache (keys and values of every layer for block_size
+    positions, made in full at the first step), the largest forward pass (with the cache: the
+    prompt, or the half window refilled once the text outgrows block_size; without: the whole
+    window), and the token ids and text of every sequence (about 12 bytes a token, 256 a row)."""
+    block, total = config.block_size, prompt + new
+    cached = use_cache and isinstance(config, GPTConfig)
+    window = min(total, block)
+    if cached:
+        window = min(prompt, block) if total <= block else max(min(prompt, block), block // 2)
+    cache = BYTES_PER_VALUE * 2 * config.n_layer * rows * block * config.n_embd if cached else 0
+    return cache + activation_bytes(config, rows, window, training=False) + rows * (256 + 12 * total)
+
+
+def memory_shortfall(need: int, device: str | torch.device | None = None) -> str | None:
+    """None when `need` bytes fit in the memory free on `device` (None: this machine's RAM), else
+    the end of a refusal: `needs about 12 GB of memory, but this machine has 3.1 GB available`."""
+    have = available_memory(device)
+    if have is None or need <= have:
+        return None
+    where = f"{device} has" if device is not None and torch.device(device).type == "cuda" else "this machine has"
+    return f"needs about {human_bytes(need)} of memory, but {where} {human_bytes(max(have, 0))} available"
 
 
 # --------------------------------------------------------------------------- tensors

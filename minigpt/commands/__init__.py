@@ -8,8 +8,7 @@ function. Nothing imports these modules; they import the library.
 
 from __future__ import annotations
 
-from pathlib import Path
+from minigpt.configs import CONF_DIR  # conf/ beside the package: found from any directory
 
-# conf/ sits beside the package in the repository, so every tool finds it from any directory
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-TOOLS = ("train", "generate", "evaluate", "diagnose", "export", "classify", "report")
+__all__ = ["CONF_DIR", "TOOLS"]
+TOOLS = ("train", "generate", "evaluate", "diagnose", "interpret", "export", "classify", "caption", "report")

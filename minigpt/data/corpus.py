@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import logging
 import os
 import re
+import socket
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from minigpt.errors import DataError
+from minigpt.io import file_problem
 from minigpt.tokenizer import TOKENIZERS, BPETokenizer, CharTokenizer, Tokenizer
 
 log = logging.getLogger("minigpt")
@@ -27,35 +26,31 @@ SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/da
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+DOWNLOAD_TIMEOUT = 30.0  # seconds without an answer before a download gives up
 
 
-def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 30.0) -> Path:
-    """Fetch `url` into `dest` atomically: a temporary file in the same folder, checked against
-    `sha256`, then renamed. A failed or corrupt download leaves nothing behind."""
+def download(url: str, dest: Path, sha256: str | None = None) -> Path:
+    """Fetch `url` into `dest` with `torch.hub.download_url_to_file`, which writes a temporary file
+    beside it, checks it against `sha256` and only then renames it: a failed or corrupt download
+    leaves nothing behind. Offline, one line says where to put the file instead."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    log.info("downloading %s to %s", url, dest)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # torch.hub's urlopen takes no timeout of its own
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while chunk := resp.read(1 << 16):
-                out.write(chunk)
-        if sha256 is not None and (got := sha256_of(Path(tmp))) != sha256:
-            raise DataError(f"download from {url} has SHA-256 {got}, expected {sha256}; the file was discarded")
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
+        torch.hub.download_url_to_file(url, str(dest), hash_prefix=sha256, progress=False)
+    except RuntimeError as e:
+        if "invalid hash value" not in str(e):  # torch.hub's hash check says so; anything else is a bug
+            raise
+        got = str(e).rsplit('got "', 1)[-1].rstrip('")')
+        raise DataError(f"download from {url} has SHA-256 {got}, expected {sha256}; the file was discarded") from None
+    except OSError as e:  # urllib.error.URLError and HTTPError are OSErrors
         raise DataError(
-            f"could not download the corpus from {url} ({reason}); put the file at {dest} "
+            f"could not download the corpus from {url} ({getattr(e, 'reason', None) or e}); put the file at {dest} "
             f"or pass data.path=/path/to/input.txt"
         ) from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        socket.setdefaulttimeout(previous)
     return dest
 
 
@@ -79,16 +74,23 @@ def resolve_corpus(
     return download(url, cached, sha256)
 
 
+def check_corpus_file(path: Path) -> None:
+    """One line unless `path` is a regular file: a directory, a FIFO, a device or a symbolic link
+    loop is named for what it is, before anything opens it (which could wait forever)."""
+    problem = file_problem(path)
+    if problem == "is a directory":
+        raise DataError(f"corpus path {path} is a directory; pass the text file inside it as data.path")
+    if problem is not None:
+        raise DataError(f"corpus file {path} {problem}; pass a text file as data.path=/path/to/corpus.txt")
+
+
 CHUNK_BYTES = 1 << 22  # the corpus is read, checked and encoded 4 MiB at a time
 
 
 def iter_corpus(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """The corpus as UTF-8 text in chunks of about `chunk_bytes`, Windows line endings made Unix
     ones, one clear error per failure. Memory stays bounded however large the file is."""
-    if not path.exists():
-        raise DataError(f"corpus file {path} does not exist; pass data.path=/path/to/corpus.txt")
-    if path.is_dir():
-        raise DataError(f"corpus path {path} is a directory; pass the text file inside it as data.path")
+    check_corpus_file(path)
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, carry, seen_text = 0, "", False  # carry: a trailing "\r" whose "\n" is in the next chunk
     with open(path, "rb") as f:
@@ -151,7 +153,11 @@ def encode_corpus(
     else:
         pieces = _tokenizer_ids(chunks, tokenizer, path, chunk_bytes)
     dtype = token_dtype(tokenizer.vocab_size)
-    fd, tmp = tempfile.mkstemp(prefix="minigpt-tokens-", suffix=".bin", dir=token_dir)
+    folder = token_dir or os.environ.get("TMPDIR") or "a temporary folder"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="minigpt-tokens-", suffix=".bin", dir=token_dir)
+    except OSError as e:  # TMPDIR (and every fallback) unwritable, or token_dir
+        raise _token_file_error(f"in {folder}", e) from None
     try:
         n = 0
         with os.fdopen(fd, "wb") as out:
@@ -159,9 +165,21 @@ def encode_corpus(
                 out.write(ids.to(dtype).numpy().tobytes())
                 n += len(ids)
         return torch.from_file(tmp, shared=False, size=n, dtype=dtype)
+    except OSError as e:
+        if e.filename not in (None, tmp):  # not the token file's (the corpus's own, say)
+            raise
+        raise _token_file_error(tmp, e) from None  # a full disk, or a file-size limit
     finally:
         with contextlib.suppress(OSError):  # the mapping outlives the name on POSIX
             os.unlink(tmp)
+
+
+def _token_file_error(where: str, e: OSError) -> DataError:
+    """The token file could not be written: name where, and how to pick another folder."""
+    return DataError(
+        f"cannot write the corpus's token file {where} ({e.strerror or e}); it takes 1 to 4 bytes a token: "
+        f"free space there, or set TMPDIR to a writable folder on a disk with room"
+    )
 
 
 def _unknown_in_corpus(path: Path, tokenizer: Tokenizer, text: str) -> DataError:

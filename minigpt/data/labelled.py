@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from minigpt.data.corpus import UnpaddedShards, read_corpus
 from minigpt.errors import ConfigError, DataError
+from minigpt.io import file_problem
 from minigpt.tokenizer import Tokenizer
 
 log = logging.getLogger("minigpt")
@@ -35,10 +36,11 @@ def read_labelled(path: str | Path) -> list[Example]:
     """The examples of a labelled file; a missing or empty file, a malformed line (named by its
     number) or fewer than two distinct labels is one `DataError` line."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"labelled file {path} does not exist; pass data.path=/path/to/labels.tsv ({FORMAT_HINT})")
-    if path.is_dir():
+    problem = file_problem(path)
+    if problem == "is a directory":
         raise DataError(f"labelled file {path} is a directory; pass the .tsv file inside it as data.path")
+    if problem is not None:
+        raise DataError(f"labelled file {path} {problem}; pass data.path=/path/to/labels.tsv ({FORMAT_HINT})")
     if not path.read_bytes().strip():
         raise DataError(f"labelled file {path} is empty; give lines of label<TAB>text")
     examples = []

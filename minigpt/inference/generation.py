@@ -6,6 +6,7 @@ The text goes to stdout; which checkpoint, device and speed go to stderr, so
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
+from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
 from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
@@ -74,8 +76,10 @@ def check_counts(cfg: DictConfig) -> None:
         if not isinstance(cfg.get(key, False), bool):
             raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
     penalty = cfg.get("length_penalty", 1.0)
-    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)):
-        raise ConfigError(f"length_penalty must be a number (1.0: average log-probability per token), got {penalty!r}")
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty):
+        raise ConfigError(
+            f"length_penalty must be a finite number (1.0: average log-probability per token), got {penalty!r}"
+        )
     if cfg.num_beams > 1:
         sampling = [k for k in ("top_k", "top_p", "min_p", "typical_p") if cfg.get(k) is not None]
         if cfg.get("repetition_penalty", 1.0) != 1.0:
@@ -198,11 +202,27 @@ def complete(
     """Write the prompt and its continuation(s) to `out`; return the number of tokens generated.
     Sampling is seeded with `prompt_seed(cfg.seed, prompt_index)`."""
     ids = encode_prompt(loaded, prompt, cfg.unknown, device)
+    check_decoding_memory(loaded, ids, cfg, device)
     stops = unescape_stops(cfg.get("stop"))
     if cfg.num_beams > 1:
         return write_beams(loaded, ids, cfg, stops, out)
     generator = make_generator(prompt_seed(cfg.seed, prompt_index), device)
     return write_samples(loaded, ids, cfg, stops, generator, out)
+
+
+def check_decoding_memory(loaded: LoadedModel, ids: torch.Tensor, cfg: DictConfig, device: torch.device) -> None:
+    """Refuse, before the first step, `num_samples` (or `num_beams`) sequences whose KV cache and
+    logits cannot fit in the memory free on `device`."""
+    key = "num_beams" if cfg.num_beams > 1 else "num_samples"
+    sizes = (loaded.model.config, cfg[key], ids.size(1), cfg.max_new_tokens)
+    short = memory_shortfall(decoding_bytes(*sizes, cfg.use_cache), device)
+    if short:
+        uncached = cfg.use_cache and not memory_shortfall(decoding_bytes(*sizes, False), device)
+        raise ConfigError(
+            f"decoding {key}={cfg[key]} sequences at once, {ids.size(1)} + {cfg.max_new_tokens} tokens long, {short}; "
+            f"lower {key} or max_new_tokens"
+            + (" (or pass use_cache=false: no KV cache, but every step recomputes)" if uncached else "")
+        )
 
 
 def read_prompts(cfg: DictConfig) -> Iterator[str]:
@@ -238,7 +258,8 @@ def run(cfg: DictConfig) -> None:
     loaded.model = quantize_model(loaded.model, quantize)
     print(
         f"[minigpt] checkpoint {loaded.path} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
-        f"block {loaded.model.config.block_size} | {loaded.model.config.pos_encoding} | device {device}",
+        f"block {loaded.model.config.block_size} | {getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
+        f"device {device}",
         file=sys.stderr,
     )
     for index, prompt in enumerate(read_prompts(cfg)):
