@@ -419,7 +419,7 @@ def as_classifier(**values):
         (as_classifier(labels=["a\x1b[2J", "b"]), r"field minigpt.labels\[0\] must be printable text"),
         (as_classifier(labels=["a", "a"]), "field minigpt.labels must name at least 2 distinct labels"),
         (as_classifier(pooling="max"), "field minigpt.pooling must be one of last, mean, got 'max'"),
-        (as_classifier(task="regress"), "field minigpt.task must be 'classify', got 'regress'"),
+        (as_classifier(task="regress"), "field minigpt.task must be 'classify' or 'caption', got 'regress'"),
         (lambda c: None, r"is not a classifier \(no labels\)"),
     ],
 )

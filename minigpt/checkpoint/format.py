@@ -20,9 +20,11 @@ import torch
 
 from minigpt.architectures import ARCHITECTURES
 from minigpt.errors import CheckpointError, ConfigError
+from minigpt.io import file_problem
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
 from minigpt.tokenizer import Tokenizer
+from minigpt.vlm import VisionConfig
 
 CHECKPOINT_KEY = "minigpt"
 FORMAT_VERSION = 1
@@ -123,6 +125,45 @@ class ClassifierMeta:
 
 
 @dataclass(frozen=True)
+class VLMMeta:
+    """What a vision-language checkpoint (`train.py task=caption`, minigpt/vlm.py) adds: how its
+    images become tokens and its best validation accuracy. On disk these are keys beside the
+    language model's (`vision` holds the `VisionConfig`)."""
+
+    vision: VisionConfig
+    best_val_acc: float = 0.0
+
+    def to_dict(self) -> dict:
+        """The entries this record adds to the checkpoint's metadata."""
+        return {"task": "caption", "vision": self.vision.to_dict(), "best_val_acc": self.best_val_acc}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, path: object) -> VLMMeta:
+        """The vision entries of a checkpoint's metadata `d`, each checked."""
+        vision = d.get("vision")
+        if not isinstance(vision, dict):
+            raise field_error(path, "vision", f"must be a mapping, got {shown(vision)}")
+        check_fields(VisionConfig, vision, lambda name, problem: field_error(path, f"vision.{name}", problem))
+        try:
+            config = VisionConfig.from_dict(vision)
+        except ConfigError as e:
+            raise field_error(path, "vision", f"is not a valid vision config ({e})") from None
+        acc = d.get("best_val_acc", 0.0)
+        if not is_number(acc):
+            raise field_error(path, "best_val_acc", f"must be a number, got {shown(acc)}")
+        return cls(vision=config, best_val_acc=float(acc))
+
+
+def task_record(d: Mapping, path: object, task: str) -> ClassifierMeta | VLMMeta | None:
+    """The record of a checkpoint's `task` entry when it is `task` (absent: a language model)."""
+    if "task" in d and d["task"] not in ("classify", "caption"):
+        raise field_error(path, "task", f"must be 'classify' or 'caption', got {shown(d['task'])}")
+    if d.get("task") != task:
+        return None
+    return ClassifierMeta.from_dict(d, path) if task == "classify" else VLMMeta.from_dict(d, path)
+
+
+@dataclass(frozen=True)
 class CheckpointMeta(Mapping):
     """Everything a minigpt checkpoint holds besides Lightning's keys: the model config (with its
     `arch`), the serialised tokenizer, the resolved run config and the best validation loss, plus
@@ -133,6 +174,7 @@ class CheckpointMeta(Mapping):
     run_config: dict | None = None
     best_val_loss: float | None = None
     classifier: ClassifierMeta | None = None
+    vlm: VLMMeta | None = None  # a vision-language model's entries
     source: str | None = None  # where a converted model came from (a Hugging Face GPT-2 folder)
     format_version: int = FORMAT_VERSION
 
@@ -148,6 +190,8 @@ class CheckpointMeta(Mapping):
             d["best_val_loss"] = self.best_val_loss
         if self.classifier is not None:
             d.update(self.classifier.to_dict())
+        if self.vlm is not None:
+            d.update(self.vlm.to_dict())
         if self.source is not None:
             d["source"] = self.source
         return d
@@ -175,7 +219,8 @@ class CheckpointMeta(Mapping):
             tokenizer=_serialized_tokenizer(d, path),
             run_config=_run_config(d.get("run_config"), path),
             best_val_loss=None if loss is None else float(loss),
-            classifier=ClassifierMeta.from_dict(d, path) if "task" in d else None,
+            classifier=task_record(d, path, "classify"),
+            vlm=task_record(d, path, "caption"),
             source=source,
         )
 
@@ -343,6 +388,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """The checkpoint's dict, loaded with `weights_only=True`: a file that would need to run
     code to unpickle (a crafted payload, or an object we never save) is refused."""
     path = Path(path).expanduser()
+    problem = file_problem(path)  # a FIFO, a device or a link loop is named, never opened (which could hang)
+    if problem not in (None, "does not exist", "is a directory"):
+        raise CheckpointError(f"checkpoint {path} {problem}; pass a .ckpt file")
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt=outputs/<run>/checkpoints/last.ckpt")
     if path.is_dir():

@@ -28,6 +28,8 @@ from minigpt.figures import plot_loss_curve
 from minigpt.io import json_safe
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.training.checkpoint_io import SafeCheckpointIO
+from minigpt.training.lock import holds_run_dir, lock_run_dir
+from minigpt.training.memory import check_training_memory
 from minigpt.training.module import LitGPT
 from minigpt.training.progress import TrainProgressBar, ValidateAtEnd, ValidationLog
 from minigpt.training.reliability import GracefulStop, LastCheckpoint, StepSeed
@@ -54,6 +56,10 @@ def build_task(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModul
         from minigpt.training.classifier import build_classifier
 
         return build_classifier(cfg)
+    if task_of(cfg) == "caption":  # a vision-language model on the digits (minigpt/training/vlm.py)
+        from minigpt.training.vlm import build_vlm
+
+        return build_vlm(cfg)
     pretrained = use_pretrained(cfg)  # with init_from, cfg.model is now the checkpoint's
     if pretrained is None:
         datamodule = build(cfg.data)
@@ -71,10 +77,10 @@ def build_task(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModul
 
 
 def task_of(cfg: DictConfig) -> str:
-    """`lm` or `classify` (conf/task/); one clear line for anything else."""
+    """`lm`, `classify` or `caption` (conf/task/); one clear line for anything else."""
     name = (cfg.get("task") or {}).get("name", "lm")
-    if name not in ("lm", "classify"):
-        raise ConfigError(f"task.name={name!r} is unknown; pick task=lm or task=classify")
+    if name not in ("lm", "classify", "caption"):
+        raise ConfigError(f"task.name={name!r} is unknown; pick task=lm, task=classify or task=caption")
     return name
 
 
@@ -160,6 +166,7 @@ def prepare_run_dir(run_dir: Path, resume_from: Path | None) -> None:
             f"run directory {run_dir} already holds checkpoints of an earlier run ({', '.join(existing)}); "
             f"pass resume=auto to continue it, or choose another run_dir / hydra.run.dir"
         )
+    lock_run_dir(run_dir)  # one run at a time in a directory, until train returns (training/lock.py)
 
 
 class RunDirCheck(Callback):
@@ -178,10 +185,12 @@ class RunDirCheck(Callback):
             fail(str(e))
 
 
+@holds_run_dir
 def train(cfg: DictConfig) -> dict:
     """Train one model as `cfg` says and return its summary (best val loss, checkpoint paths)."""
     quiet_libraries()
     check_trainer_config(cfg)
+    check_training_memory(cfg)
     run_dir = run_dir_of(cfg)
     resume_from = resume_path_of(cfg, run_dir)
     prepare_run_dir(run_dir, resume_from)
@@ -210,7 +219,7 @@ def train(cfg: DictConfig) -> dict:
     summary = summarize(cfg, trainer, module, parts, run_dir, time.perf_counter() - start)
     if trainer.is_global_zero:
         finish(cfg, module, run_dir, summary)
-        report_results(summary, parts.stop.received)
+        report_results(summary, parts.stop.received, task_of(cfg))
     return summary
 
 
@@ -329,7 +338,15 @@ def summarize(
     return summary
 
 
-def report_results(summary: dict, stopped_by: str | None) -> None:
+# what to run next with a task's best checkpoint
+NEXT_COMMAND = {
+    "lm": 'python generate.py ckpt={} prompt="ROMEO:"',
+    "classify": 'python -m minigpt classify ckpt={} text="..."',
+    "caption": "python -m minigpt caption ckpt={}",
+}
+
+
+def report_results(summary: dict, stopped_by: str | None, task: str = "lm") -> None:
     """Tell the user where the results are and what to run next, ready to paste."""
     run_dir = summary["run_dir"]
     if stopped_by:
@@ -342,7 +359,7 @@ def report_results(summary: dict, stopped_by: str | None) -> None:
     log.info("run folder: %s (%d steps in %.0f s)", run_dir, summary["steps"], summary["train_seconds"])
     if summary["best_ckpt"]:
         log.info("best checkpoint: %s (val loss %.4f)", summary["best_ckpt"], summary["best_val_loss"])
-        log.info('next: python generate.py ckpt=%s prompt="ROMEO:"', summary["best_ckpt"])
+        log.info("next: %s", NEXT_COMMAND[task].format(summary["best_ckpt"]))
     log.info("      tensorboard --logdir %s", run_dir)
 
 
