@@ -434,7 +434,7 @@ def plot_head_formation(
             layer, index = (int(n) for n in head[1:].split("H"))
             steps, values = zip(*scalars[tag])
             style = ("-", "--", ":", "-.")[index % 4]
-            ax.plot(steps, values, marker="o", ls=style, ms=2.5, lw=1.2, color=f"C{layer % 10}", label=head)
+            ax.plot(steps, values, marker="o", ls=style, ms=2, lw=1.2, color=f"C{layer % 10}", label=head)
         ax.set_title(f"{SCORE_PANELS.get(score, (score,))[0]} score of each head", fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylim(0, 1)
@@ -447,7 +447,7 @@ def plot_head_formation(
         loss_ax.plot(steps, values, lw=1, label=tag.removeprefix("view/"))
     if "val/loss" in scalars:
         steps, values = zip(*scalars["val/loss"])
-        loss_ax.plot(steps, values, "ko", ms=3, label="val/loss (whole split)")
+        loss_ax.plot(steps, values, "ko", ms=3, label="val/loss")
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("loss (nats/char)")
     loss_ax.set_title("validation loss and logit-lens loss", fontsize=10)

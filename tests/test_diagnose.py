@@ -108,7 +108,6 @@ def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
     assert [f"### temperature {t}" in index for t in (0.5, 0.8, 1.0, 1.2)] == [True] * 4
 
 
-
 def test_diagnose_refusals_are_one_line_and_keep_the_folder(tiny_run, tmp_path, capsys):
     """The tool's refusals (in this process: the command's own wrapper, without an interpreter
     start per case), and a folder that already holds a report is left as it was."""

@@ -8,7 +8,9 @@ switched off one by one (`~callbacks.attention`) or all together (`callbacks=non
 - `TextSamples`: samples at a few temperatures every few validations, and the run's final sample;
 - `AttentionMaps`: attention heatmaps of a fixed validation snippet, per layer and averaged;
 - `EmbeddingProjector`: the character embeddings in TensorBoard's PROJECTOR tab;
-- `LogitHistograms`: histograms of the logits and of the next-character entropy.
+- `LogitHistograms`: histograms of the logits and of the next-character entropy;
+- `HeadScores`: what each attention head does (previous-token, induction, ... scores) and the
+  logit-lens loss after each block, as scalars, to watch heads form during training.
 
 Tags are named so that TensorBoard, which sorts groups by name, shows the loss first: `train/*`
 and `val/*` (loss, perplexity, bits per character, learning rate), then `view/*` (attention and
@@ -28,7 +30,18 @@ from torch.utils.tensorboard.summary import hparams
 
 from minigpt.figures import plot_attention, plot_attention_mean, show_char
 from minigpt.model import GPT
-from minigpt.probes import attention_maps, entropy, next_token_logits, sample_text
+from minigpt.probes import (
+    HEAD_SCORES,
+    attention_maps,
+    entropy,
+    head_scores,
+    lens_losses,
+    lens_points,
+    mark_ids,
+    next_token_logits,
+    sample_text,
+    text_windows,
+)
 
 # the scalars TensorBoard's HPARAMS tab shows next to each run's hyperparameters (a language
 # model's; a LightningModule with its own `hparam_metrics` attribute, the classifier, overrides it)
@@ -257,7 +270,8 @@ def final_sample(pl_module: L.LightningModule, settings: Mapping, seed: int | No
 class AttentionMaps(EveryNValidations):
     """`view/attention/layer<i>` (a grid of the layer's heads and their mean) and `view/attention/mean`
     (averaged over heads, per layer and over all layers) on the first `n_chars` validation
-    characters: few enough that each character stays readable at TensorBoard's card width."""
+    characters, one panel per row: few and large enough that each character stays readable at
+    TensorBoard's default card width."""
 
     def __init__(self, every_n_val: int = 1, n_chars: int | None = 32) -> None:
         super().__init__(every_n_val)
@@ -272,12 +286,11 @@ class AttentionMaps(EveryNValidations):
             return
         chars = [pl_module.tokenizer.decode([i]) for i in ids.tolist()]  # the text of each position
         layers = attention_maps(pl_module.model, ids)
-        columns = math.ceil(math.sqrt(len(layers[0]) + 1))  # heads and their mean in a square grid
+        # one panel per row: TensorBoard scales an image to its card's width (about 340 pixels by
+        # default), where a panel in a row of two or more no longer shows its characters
         for i, w in enumerate(layers):
-            writer.add_figure(
-                f"view/attention/layer{i}", plot_attention(w, chars, f"layer {i}, step {step}", columns), step
-            )
-        writer.add_figure("view/attention/mean", plot_attention_mean(layers, chars, columns), step)
+            writer.add_figure(f"view/attention/layer{i}", plot_attention(w, chars, f"layer {i}, step {step}", 1), step)
+        writer.add_figure("view/attention/mean", plot_attention_mean(layers, chars, 1), step)
 
 
 class EmbeddingProjector(EveryNValidations):
@@ -311,3 +324,51 @@ class LogitHistograms(EveryNValidations):
         writer.add_histogram("view/logits/values", logits.flatten(), step)
         writer.add_histogram("view/logits/entropy", ent.flatten(), step)
         writer.add_scalar("view/logits/mean_entropy", float(ent.mean()), step)
+
+
+class HeadScores(EveryNValidations):
+    """`view/heads/<score>/L<layer>H<head>`: the head scores of `minigpt.probes.head_scores`
+    (previous-token, current-token, first-position, last newline and space, distance, induction) on the
+    first `n_windows` validation windows and `n_random` repeated random sequences; and
+    `view/lens/<point>`: the logit-lens loss of those windows after the embeddings and after each
+    block. A CUSTOM SCALARS layout draws each score's heads as lines of one chart, so the step at
+    which a previous-token or an induction head forms shows beside the loss. Lightning has no
+    callback that measures attention heads."""
+
+    def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8) -> None:
+        super().__init__(every_n_val)
+        self.n_windows, self.n_random = n_windows, n_random
+        self._layout_written = False
+
+    def record(self, writer, trainer, pl_module, step) -> None:
+        model = pl_module.model
+        if not hasattr(model, "forward_with_attention"):  # the LSTM baseline has no heads
+            return
+        T = model.config.block_size
+        ids = validation_ids(trainer, self.n_windows * T + 1)
+        if ids is None or ids.numel() < T + 1:
+            return
+        windows = text_windows(ids, T, self.n_windows)
+        scores = head_scores(model, windows[:, :-1], mark_ids(pl_module.tokenizer), self.n_random)
+        write_head_scores(writer, scores, step)
+        for point, loss in zip(lens_points(model.config.n_layer), lens_losses(model, windows)):
+            writer.add_scalar(f"view/lens/{point}", loss, step)
+        if not self._layout_written:
+            writer.add_custom_scalars(head_layout())
+            self._layout_written = True
+
+
+def write_head_scores(writer: SummaryWriter, scores: dict[str, torch.Tensor], step: int) -> None:
+    """One scalar per score, layer and head (NaN scores, such as newline without newlines, skipped)."""
+    for name, values in scores.items():
+        for layer, row in enumerate(values.tolist()):
+            for head, value in enumerate(row):
+                if not math.isnan(value):
+                    writer.add_scalar(f"view/heads/{name}/L{layer}H{head}", value, step)
+
+
+def head_layout() -> dict:
+    """The CUSTOM SCALARS charts of `HeadScores`: one per head score with every head as a line,
+    and the logit-lens loss with every layer as a line."""
+    heads = {name: ["Multiline", [f"view/heads/{name}/.*"]] for name in HEAD_SCORES}
+    return {"heads": heads, "logit lens": {"loss after each block": ["Multiline", ["view/lens/.*"]]}}

@@ -1,0 +1,16 @@
+"""What each attention head does: python -m minigpt interpret ckpt=... text="..."."""
+
+from omegaconf import DictConfig
+
+from minigpt.analysis.interpret import run
+from minigpt.cli import hydra_tool
+from minigpt.commands import CONF_DIR
+
+
+@hydra_tool(CONF_DIR, "interpret")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
