@@ -37,6 +37,7 @@ def test_quantize_benchmark_prints_sizes_speeds_and_loss(tiny_run):
     assert 0 < float(re.search(r"size ([\d.]+)x", out)[1]) <= 1.0
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_train_benchmark_reports_lightning_over_plain(small_corpus):
     out = bench(
         "bench_train",
@@ -53,6 +54,7 @@ def test_train_benchmark_reports_lightning_over_plain(small_corpus):
     assert float(re.search(r"Lightning / plain: ([\d.]+)", out)[1]) > 0
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_memory_benchmark_measures_each_cell():
     out = bench("bench_memory", "--model", "tiny", "--batch", "2", "4", "--block", "16")
     rows = re.findall(r"^\s+(\d+)\s+16(\s+[\d.]+){6}$", out, re.M)

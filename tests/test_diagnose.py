@@ -193,6 +193,7 @@ def test_diagnose_checks_its_arguments_before_writing(loaded, tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_notebook_trains_its_own_model_in_a_fresh_clone_and_is_stored_without_outputs(
     shakespeare, tmp_path, monkeypatch
 ):

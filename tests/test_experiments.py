@@ -117,6 +117,7 @@ def sweep(tmp_path, corpus, *args):
     )
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_optuna_search_of_two_trials_records_a_failed_trial(tmp_path, small_corpus):
     result = sweep(
         tmp_path,
@@ -143,6 +144,7 @@ def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path, smal
     assert list((tmp_path / ".submitit").rglob("*_log.out"))
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     result = sweep(tmp_path, small_corpus, "model.n_head=2,3")  # n_embd=16 with 3 heads fails
     assert result.returncode == 2  # the other jobs ran; the failed one is one line, and named again at the end

@@ -67,7 +67,9 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM", pytest.param("SIGINT", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "sig", ["SIGKILL", pytest.param("SIGTERM", marks=pytest.mark.slow), pytest.param("SIGINT", marks=pytest.mark.slow)]
+)
 def test_interrupted_run_resumes_to_the_uninterrupted_weights(sig, reference, small_corpus, tmp_path):
     """Kill (or stop) train.py mid-run, resume with resume=auto into the same directory: the final
     weights and validation loss equal those of the run that was never interrupted."""
@@ -218,6 +220,7 @@ def test_resume_refuses_a_crafted_pickle_without_running_code(small_corpus, tmp_
     assert not marker.exists()
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_ddp_on_two_cpu_processes(small_corpus, tmp_path):
     """trainer=ddp: two gloo processes; rank 0 alone writes; validation counts every window once
     (equal to a single-process evaluation of the same weights); the checkpoint drives generate.py."""

@@ -138,6 +138,7 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path, small_corpus)
     assert train(cfg)["steps"] == 80
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_two_job_multirun_makes_two_tensorboard_runs(tmp_path, small_corpus):
     result = run_cli(
         str(ROOT / "train.py"),
@@ -174,11 +175,17 @@ def test_config_errors_are_raised_before_training(tmp_path, small_corpus):
     ("args", "message"),
     [
         (["data.path=/nonexistent/corpus.txt"], "corpus file /nonexistent/corpus.txt does not exist"),
-        (["model.n_embd=30", "model.n_head=4"], "model.n_embd=30 is not divisible by model.n_head=4"),
-        (["model.pos_encoding=xpos"], "model.pos_encoding='xpos' is unknown; choose one of learned"),
         (["model.n_layer=abc"], "model.n_layer must be an integer, got 'abc'"),
-        (["model.block_size=0"], "model.block_size must be positive"),
-        (["data=text"], "data.path is required"),
+        # the same checks run in this process above; through the command line they run in CI
+        *[
+            pytest.param(args, message, marks=pytest.mark.slow)
+            for args, message in [
+                (["model.n_embd=30", "model.n_head=4"], "model.n_embd=30 is not divisible by model.n_head=4"),
+                (["model.pos_encoding=xpos"], "model.pos_encoding='xpos' is unknown; choose one of learned"),
+                (["model.block_size=0"], "model.block_size must be positive"),
+                (["data=text"], "data.path is required"),
+            ]
+        ],
     ],
 )
 def test_bad_training_input_prints_one_clear_line(args, message, tmp_path, small_corpus):
@@ -192,6 +199,7 @@ def test_bad_training_input_prints_one_clear_line(args, message, tmp_path, small
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_cfg_job_and_help_work():
     result = run_cli(str(ROOT / "train.py"), "--cfg", "job", "model=small")
     assert result.returncode == 0 and "n_layer: 4" in result.stdout

@@ -81,6 +81,9 @@ class LitClassifier(LitGPT):
             {stage: MulticlassAccuracy(num_classes=len(self.labels), average="micro") for stage in ("val", "test")}
         )
         self.best_val_acc = 0.0
+        # one unpadded window and its mask: the model summary's FLOP count (LitGPT's has no mask)
+        ids = self.example_input_array
+        self.example_input_array = (ids, torch.ones_like(ids, dtype=torch.bool))
 
     def forward(self, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Label logits (B, n_labels) for right-padded token ids (B, T) and their mask (B, T)."""
