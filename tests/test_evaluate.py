@@ -73,6 +73,7 @@ def test_distinct_n_counts_unique_word_ngrams():
     assert distinct_n([""], 2) == 0.0
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_evaluate_cli_prints_and_writes_the_tables(tiny_run, loaded, tmp_path):
     out = tmp_path / "eval"
     result = run_cli(

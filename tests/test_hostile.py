@@ -196,6 +196,7 @@ def test_a_sample_prompt_outside_the_vocabulary_is_refused_before_training(tmp_p
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_train_py_checks_the_run_directory_before_hydra_writes_into_it(tiny_run, small_corpus):
     """From the command line Hydra writes .hydra/ and train.log into the run directory before
     minigpt's code runs; a refused fresh run must not overwrite an earlier run's record of its
