@@ -396,7 +396,9 @@ class GPT(nn.Module):
         return KVCache(self.config.n_layer, capacity or self.config.block_size)
 
     # --8<-- [start:run]
-    def _run(self, idx: torch.Tensor, cache: KVCache | None, need_weights: bool):
+    def _run(self, idx: torch.Tensor, cache: KVCache | None, need_weights: bool, tokens: torch.Tensor | None = None):
+        """The blocks' output after ln_f (B, T, C) and each layer's attention weights. `tokens`
+        (B, T, C) replaces the token embeddings of `idx` (minigpt/vlm.py puts image patches there)."""
         cfg = self.config
         B, T = idx.shape
         past = cache.length if cache is not None else 0
@@ -404,7 +406,7 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {past + T} positions exceeds block_size {cfg.block_size}")
         positions = torch.arange(past, past + T, device=idx.device)  # positions of the new tokens
 
-        x = self.transformer.wte(idx)  # (B, T, C)
+        x = self.transformer.wte(idx) if tokens is None else tokens  # (B, T, C)
         rope = None
         if cfg.pos_encoding == "learned":
             x = x + self.transformer.wpe(positions)

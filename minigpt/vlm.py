@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from minigpt.errors import ConfigError
-from minigpt.model import GPT, GPTConfig, KVCache, rope_cos_sin
+from minigpt.model import GPT, GPTConfig, KVCache
 
 # the character that marks an image in a text ("▦ plus ▦ is "); the tokenizer gives it an id, the
 # `image_token`, and each image's slots repeat that id once per patch
@@ -159,30 +159,9 @@ class VLM(GPT):
         # --8<-- [end:embed]
 
     def _run(self, idx: torch.Tensor, cache: KVCache | None, need_weights: bool, images: torch.Tensor | None = None):
-        """As `GPT._run`, with the patches in their slots: positions, causal bias and blocks are the GPT's."""
-        cfg = self.config
-        B, T = idx.shape
-        past = cache.length if cache is not None else 0
-        if past + T > cfg.block_size:
-            raise ValueError(f"sequence of {past + T} positions exceeds block_size {cfg.block_size}")
-        positions = torch.arange(past, past + T, device=idx.device)  # image slots count as positions
-
-        x = self.embed(idx, images)  # (B, T, C)
-        rope = None
-        if cfg.pos_encoding == "learned":
-            x = x + self.transformer.wpe(positions)
-        elif cfg.pos_encoding == "sinusoidal":
-            x = x + self.wpe_table[past : past + T]
-        elif cfg.pos_encoding == "rope":
-            rope = rope_cos_sin(positions, cfg.head_size, cfg.rope_base)
-        bias = self.attention_bias(T, past, need_weights or cfg.attn_impl == "manual", idx.device)
-        x = self.transformer.drop(x)
-
-        weights = []
-        for block in self.transformer.h:  # the text GPT's blocks: a text token sees the patches before it
-            x, w = block(x, rope, bias, cache, need_weights)
-            weights.append(w)
-        return self.transformer.ln_f(x), weights  # (B, T, C)
+        """As `GPT._run`, with the patches in their slots: positions, causal bias and blocks are the
+        GPT's (image slots count as positions; a text token sees the patches before it)."""
+        return super()._run(idx, cache, need_weights, tokens=self.embed(idx, images))
 
     def forward(
         self, idx: torch.Tensor, cache: KVCache | None = None, images: torch.Tensor | None = None
