@@ -215,12 +215,7 @@ def residual_states(model: GPT, ids: torch.Tensor) -> list[torch.Tensor]:
 
     hooks = [model.transformer.drop.register_forward_hook(keep)]
     hooks += [block.register_forward_hook(keep) for block in model.transformer.h]
-    try:
-        with eval_mode(model):
-            model(ids.to(model_device(model)))
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(model, ids, hooks)
     return states
 
 
@@ -315,12 +310,7 @@ def mlp_activations(model: GPT, ids: torch.Tensor) -> list[tuple[torch.Tensor, t
     for block in model.transformer.h:
         hooks.append(block.mlp.c_fc.register_forward_hook(keep_pre))
         hooks.append(block.mlp.c_proj.register_forward_pre_hook(keep_post))
-    try:
-        with eval_mode(model):
-            model(ids.to(model_device(model)))
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(model, ids, hooks)
     return list(zip(pre, post))
 
 
@@ -329,3 +319,13 @@ def dead_fraction(pre: torch.Tensor) -> float:
     is never positive on these N positions: ReLU² then always outputs 0 and GELU at most a small
     negative value (>= -0.17), so the unit passes on almost nothing."""
     return float((pre.max(0).values <= 0).float().mean())
+
+
+def run_hooked(model: torch.nn.Module, ids: torch.Tensor, hooks: list) -> None:
+    """One eval-mode forward of `ids` with forward hooks that record what they see, removed after."""
+    try:
+        with eval_mode(model):
+            model(ids.to(model_device(model)))
+    finally:
+        for h in hooks:
+            h.remove()
