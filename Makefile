@@ -23,11 +23,12 @@ $(STAMP): pyproject.toml Makefile
 train: setup
 	$(BIN)/python train.py $(ARGS)
 
-# The default suite (under 5 minutes on 2 CPU cores); `make test-all` adds the slow tests.
+# The default suite (under 3 minutes on 2 CPU cores); `make test-all` adds the slow tests.
 # One pytest worker per core (pytest-xdist); PYTEST_WORKERS=0 runs them in this process.
+# It ends with its ten slowest tests, so a test that grows shows up before the suite does.
 PYTEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=10 $(ARGS)
 
 # The slow tests only (the notebooks, long training runs); CI runs them after `make test`.
 test-slow: setup

@@ -21,6 +21,17 @@ ATTN_IMPLS = ("manual", "sdpa")
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
 CHOICES = {"pos_encoding": POS_ENCODINGS, "attn_impl": ATTN_IMPLS, "norm": NORMS, "activation": ACTIVATIONS}
+SWITCHES = (
+    "bias",
+    "residual",
+    "scale_attn",
+    "tie_weights",
+    "qk_norm",
+    "swap_qk",
+    "zero_init_proj",
+    "value_embeds",
+    "unet_skips",
+)
 
 
 # --8<-- [start:config]
@@ -45,20 +56,29 @@ class GPTConfig:
     qk_norm: bool = False  # RMS-normalise queries and keys per head before the dot product
     swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
     rope_base: float = 10000.0
+    mlp_ratio: int = 4  # the MLP's hidden width as a multiple of n_embd
+    # levers of the budget recipes (docs/performance.md measures each); all off by default
+    zero_init_proj: bool = False  # residual branches' output projections start at zero
+    logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap), never beyond +-cap
+    value_embeds: bool = False  # each layer adds a learned per-token vector to its values
+    unet_skips: bool = False  # the first half's block outputs feed the second half, mirrored
     # --8<-- [end:config]
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"model.{name} must be an integer, got {value!r}")
             if value <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {value}")
-        for name in ("bias", "residual", "scale_attn", "tie_weights", "qk_norm", "swap_qk"):
+        for name in SWITCHES:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
+        cap = self.logit_softcap
+        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not (cap >= 0 and math.isfinite(cap)):
+            raise ConfigError(f"model.logit_softcap must be a number >= 0 (0 = off), got {self.logit_softcap!r}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(
@@ -247,15 +267,20 @@ class CausalSelfAttention(nn.Module):
         bias: torch.Tensor | None = None,
         cache: KVCache | None = None,
         need_weights: bool = False,
+        value_embed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, T, C) -> (B, T, C), and the attention weights (B, nh, T, S) when asked for.
 
         `bias` (nh or 1, T, S) is added to the scores: -inf on the future, plus ALiBi's distance
         penalty; GPT builds it once per forward (`GPT.attention_bias`). None means plain causal
-        attention over T == S positions, which the fused kernel masks by itself."""
+        attention over T == S positions, which the fused kernel masks by itself. `value_embed`
+        (B, T, C), with `value_embeds`, is added to the values: what a token offers to the
+        positions that attend to it then depends on its identity directly, not only through x."""
         # --8<-- [start:split_heads]
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
+        if value_embed is not None:
+            v = v + value_embed
         if self.cfg.swap_qk:  # both are learned linear maps, so this should change nothing
             q, k = k, q
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
@@ -293,12 +318,12 @@ class CausalSelfAttention(nn.Module):
 
 # --8<-- [start:mlp]
 class MLP(nn.Module):
-    """Position-wise feed-forward network: expand 4x, non-linearity, project back."""
+    """Position-wise feed-forward network: expand (mlp_ratio, 4 as in GPT-2), non-linearity, project back."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
         self.activation = cfg.activation
 
@@ -308,8 +333,9 @@ class MLP(nn.Module):
             x = F.gelu(x)
         elif self.activation == "gelu_tanh":  # GPT-2's cheaper approximation of the same curve
             x = F.gelu(x, approximate="tanh")
-        else:
-            x = F.relu(x).square()
+        else:  # relu(x) * relu(x), not .square(): the same values, and a backward pass twice as fast on CPU
+            x = F.relu(x)
+            x = x * x
         return self.dropout(self.c_proj(x))
         # --8<-- [end:mlp]
 
@@ -326,8 +352,8 @@ class Block(nn.Module):
         self.ln_2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, rope=None, bias=None, cache=None, need_weights=False):
-        a, weights = self.attn(self.ln_1(x), rope, bias, cache, need_weights)
+    def forward(self, x, rope=None, bias=None, cache=None, need_weights=False, value_embed=None):
+        a, weights = self.attn(self.ln_1(x), rope, bias, cache, need_weights, value_embed)
         x = x + a if self.residual else a
         m = self.mlp(self.ln_2(x))
         x = x + m if self.residual else m
@@ -366,6 +392,10 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight
+        if cfg.value_embeds:  # one table per layer, read by token id (see CausalSelfAttention)
+            self.value_embeds = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.n_embd) for _ in range(cfg.n_layer))
+        if cfg.unet_skips:  # one learned weight per skip: block i's output into block n-1-i's input
+            self.skip_weights = nn.Parameter(torch.ones(cfg.n_layer // 2))
 
         self.apply(self._init_weights)
         # GPT-2: each residual branch adds to the stream, so shrink the projections into it by
@@ -373,6 +403,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                if cfg.zero_init_proj:  # each block starts as the identity; the update fills it in
+                    nn.init.zeros_(p)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -418,9 +450,15 @@ class GPT(nn.Module):
         bias = self.attention_bias(T, past, dense, idx.device)
         x = self.transformer.drop(x)
 
-        weights = []
-        for block in self.transformer.h:
-            x, w = block(x, rope, bias, cache, need_weights)
+        weights, skips = [], []
+        n = cfg.n_layer
+        for i, block in enumerate(self.transformer.h):
+            if cfg.unet_skips and i >= n - n // 2:  # second half: the mirrored block's output
+                x = x + self.skip_weights[n - 1 - i] * skips.pop()
+            value_embed = self.value_embeds[i](idx) if cfg.value_embeds else None
+            x, w = block(x, rope, bias, cache, need_weights, value_embed)
+            if cfg.unet_skips and i < n // 2:
+                skips.append(x)
             weights.append(w)
         return self.transformer.ln_f(x), weights  # (B, T, C)
         # --8<-- [end:run]
@@ -446,8 +484,15 @@ class GPT(nn.Module):
     # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T); with a cache, T new tokens follow the cached ones."""
-        return self.lm_head(self._run(idx, cache, need_weights=False)[0])
+        return self.logits(self._run(idx, cache, need_weights=False)[0])
         # --8<-- [end:forward]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """lm_head on final hidden states x (B, T, C), soft-capped when `logit_softcap` > 0: tanh
+        keeps every logit within +-cap, smoothly, so no token's score can run away."""
+        logits = self.lm_head(x)
+        cap = self.config.logit_softcap
+        return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """The final hidden states (B, T, C): the last block's output after ln_f, what lm_head
@@ -457,4 +502,4 @@ class GPT(nn.Module):
     def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and every layer's attention weights (B, nh, T, T), computed by the manual path."""
         x, weights = self._run(idx, None, need_weights=True)
-        return self.lm_head(x), weights
+        return self.logits(x), weights

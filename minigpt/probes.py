@@ -223,7 +223,7 @@ def lens_logits(model: GPT, state: torch.Tensor) -> torch.Tensor:
     """The logit lens (nostalgebraist, 2020): a residual-stream state (..., C) read out as if it
     were the last block's, through the final norm and the unembedding: logits (..., V)."""
     with eval_mode(model):
-        return model.lm_head(model.transformer.ln_f(state))
+        return model.logits(model.transformer.ln_f(state))
 
 
 def lens_losses(model: GPT, windows: torch.Tensor, batch_size: int = 32) -> list[float]:

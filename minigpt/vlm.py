@@ -167,7 +167,7 @@ class VLM(GPT):
         self, idx: torch.Tensor, cache: KVCache | None = None, images: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T) whose image slots read `images` (B, M, c, H, W)."""
-        return self.lm_head(self._run(idx, cache, False, images)[0])
+        return self.logits(self._run(idx, cache, False, images)[0])
 
     def hidden_states(self, idx: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         """The final hidden states (B, T, C), as `GPT.hidden_states`."""
@@ -178,7 +178,7 @@ class VLM(GPT):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and every layer's attention weights (B, nh, T, T), patches included."""
         x, weights = self._run(idx, None, True, images)
-        return self.lm_head(x), weights
+        return self.logits(x), weights
 
 
 @torch.no_grad()

@@ -74,3 +74,23 @@ def test_a_missing_checkpoint_is_one_line(name, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: checkpoint {tmp_path / 'none.ckpt'} does not exist; pass ckpt=outputs/<run>/checkpoints/last.ckpt"
     ]
+
+
+@pytest.mark.slow  # a fresh interpreter building two models: CI runs it (make test-slow)
+def test_step_benchmark_splits_the_step_and_compares_side_by_side(small_corpus):
+    out = bench(
+        "bench_step",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--overrides",
+        "model=tiny",
+        f"data.path={small_corpus}",
+        "--compare",
+        "model.value_embeds=true",
+    )
+    for phase in ("batch", "forward", "backward", "clip", "optimizer"):
+        assert len(re.findall(rf"^\s+{phase}\s+[\d.]+ ms\s+[\d.]+ %$", out, re.M)) == 2, out
+    assert "with model.value_embeds=true" in out
+    assert float(re.search(r"step time ratio \(second / first\): ([\d.]+)", out)[1]) > 0

@@ -126,7 +126,7 @@ def check_weight_count(config: GPTConfig | LSTMConfig, state: Mapping[str, torch
 
 def activation_bytes(config: GPTConfig | LSTMConfig, batch: int, tokens: int, training: bool) -> int:
     """Bytes of the activations of one forward pass over `batch` sequences of `tokens` tokens.
-    Training keeps every layer's for the backward pass (per token and layer about 17 values of
+    Training keeps every layer's for the backward pass (per token and layer about 5 + 3 * mlp_ratio values of
     width n_embd in a GPT block, 8 in an LSTM layer, and two attention rows per head); inference
     holds one layer's at a time. Logits: 3 values per token and vocabulary entry when training
     (logits, log-softmax, gradient), 2 otherwise."""
@@ -134,7 +134,7 @@ def activation_bytes(config: GPTConfig | LSTMConfig, batch: int, tokens: int, tr
     if isinstance(config, LSTMConfig):
         per_layer = 8 * C
     else:
-        per_layer = 17 * C + 2 * config.n_head * T
+        per_layer = (5 + 3 * config.mlp_ratio) * C + 2 * config.n_head * T  # 17 C with the usual 4x MLP
     layers = config.n_layer if training else 1
     per_token = layers * per_layer + 2 * C + (3 if training else 2) * V
     return BYTES_PER_VALUE * batch * T * per_token

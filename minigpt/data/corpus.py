@@ -240,6 +240,9 @@ class RandomWindows(IterableDataset):
     Batch number i is a pure function of (seed, i): resuming at step i replays exactly the batches
     an uninterrupted run would have seen. With several processes, one global batch of
     `batch_size * world_size` windows is drawn per step and each rank takes its own slice.
+    With `ramp_steps` > 0 the batch grows linearly from `ramp_start` windows at step 0 to
+    `batch_size` at step `ramp_steps` (`batch_size_at`): more, cheaper updates while the gradient
+    is large and consistent, the full batch once its noise matters.
     """
 
     def __init__(
@@ -251,20 +254,29 @@ class RandomWindows(IterableDataset):
         start_step: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        ramp_steps: int = 0,
+        ramp_start: int = 16,
     ) -> None:
         super().__init__()
         self.data, self.block_size, self.batch_size = data, block_size, batch_size
         self.seed, self.start_step, self.rank, self.world_size = seed, start_step, rank, world_size
+        self.ramp_steps, self.ramp_start = ramp_steps, ramp_start
+
+    def batch_size_at(self, step: int) -> int:
+        """Windows per rank in batch number `step`."""
+        if step >= self.ramp_steps:
+            return self.batch_size
+        return round(self.ramp_start + (self.batch_size - self.ramp_start) * step / self.ramp_steps)
 
     def __iter__(self):
         n_starts = len(self.data) - self.block_size  # the last window ends at the last token
         offsets = torch.arange(self.block_size + 1)
         g = torch.Generator()
         step = self.start_step
-        lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         while True:
             g.manual_seed(self.seed * 1_000_003 + step)
-            starts = torch.randint(n_starts, (self.batch_size * self.world_size,), generator=g)[lo:hi]
+            b = self.batch_size_at(step)
+            starts = torch.randint(n_starts, (b * self.world_size,), generator=g)[self.rank * b : (self.rank + 1) * b]
             window = self.data[starts[:, None] + offsets].long()  # (B, T+1)
             yield window[:, :-1], window[:, 1:]
             step += 1
@@ -331,6 +343,8 @@ class CharDataModule(L.LightningDataModule):
         chunk_bytes: int = CHUNK_BYTES,
         tokenizer: str | Tokenizer = "char",
         bpe_vocab_size: int = 1024,
+        batch_ramp_steps: int = 0,
+        batch_ramp_start: int = 16,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -338,6 +352,13 @@ class CharDataModule(L.LightningDataModule):
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise DataError(f"data.{key} must be a positive integer, got {value!r}")
+        if isinstance(batch_ramp_steps, bool) or not isinstance(batch_ramp_steps, int) or batch_ramp_steps < 0:
+            raise DataError(f"data.batch_ramp_steps must be an integer >= 0 (0 = off), got {batch_ramp_steps!r}")
+        if batch_ramp_steps and not 0 < batch_ramp_start <= batch_size:
+            raise DataError(
+                f"data.batch_ramp_start={batch_ramp_start!r} must be between 1 and data.batch_size={batch_size}"
+            )
+        self.batch_ramp_steps, self.batch_ramp_start = batch_ramp_steps, batch_ramp_start
         self.block_size, self.batch_size, self.eval_batch_size = block_size, batch_size, eval_batch_size
         self.path, self.name, self.cache_dir, self.url, self.sha256 = path, name, cache_dir, url, sha256
         self.val_fraction, self.val_windows, self.seed = val_fraction, val_windows, seed
@@ -400,7 +421,17 @@ class CharDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         start = self.trainer.global_step if self.trainer is not None else 0
         rank, world = self._rank_info()
-        stream = RandomWindows(self.train_data, self.block_size, self.batch_size, self.seed, start, rank, world)
+        stream = RandomWindows(
+            self.train_data,
+            self.block_size,
+            self.batch_size,
+            self.seed,
+            start,
+            rank,
+            world,
+            ramp_steps=self.batch_ramp_steps,
+            ramp_start=self.batch_ramp_start,
+        )
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:

@@ -18,29 +18,34 @@ from torch.optim.adamw import adamw
 
 
 def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """Approximately U V^T of g = U S V^T, by a quintic Newton-Schulz iteration.
+    """Approximately U V^T of g = U S V^T, by a quintic Newton-Schulz iteration. g is one matrix
+    (m, n) or a stack of them (k, m, n), each orthogonalised on its own in one batched product.
 
     Each step maps every singular value s to a*s + b*s^3 + c*s^5. Jordan's coefficients
     (3.4445, -4.7750, 2.0315) push all singular values in (0, 1] towards ~1 within five steps,
     fast rather than exactly; after normalising by the Frobenius norm every s is <= 1.
     """
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.float()
-    transposed = x.size(0) > x.size(1)
+    x = g.float() if g.dim() == 3 else g.float()[None]
+    transposed = x.size(-2) > x.size(-1)
     if transposed:  # iterate on the wide orientation: X X^T is then the smaller matrix
-        x = x.T
-    x = x / (x.norm() + 1e-7)
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if transposed else x).to(g.dtype)
+        gram = x @ x.mT
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b*gram + c*gram@gram
+        x = torch.baddbmm(x, poly, x, beta=a)  # a*x + poly@x
+    x = x.mT if transposed else x
+    return (x if g.dim() == 3 else x[0]).to(g.dtype)
 
 
 class MuonAdamW(Optimizer):
     """Muon on groups of kind "hidden", AdamW on the others.
 
     lr, momentum, nesterov and ns_steps drive Muon; adam_lr, betas, eps drive AdamW. Weight decay
-    is decoupled (multiplied by the group's lr) for both.
+    is decoupled (multiplied by the group's lr) for both. With `momentum_warmup_steps` > 0, Muon's
+    momentum rises linearly from `momentum_start` to `momentum` over that many steps: early
+    gradients change fast, and a long memory of them slows the first steps down.
     """
 
     def __init__(
@@ -54,7 +59,11 @@ class MuonAdamW(Optimizer):
         betas: tuple[float, float] = (0.9, 0.99),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        momentum_warmup_steps: int = 0,
+        momentum_start: float = 0.85,
     ) -> None:
+        if momentum_warmup_steps < 0:
+            raise ValueError(f"optim.momentum_warmup_steps must be >= 0, got {momentum_warmup_steps}")
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -64,6 +73,8 @@ class MuonAdamW(Optimizer):
             betas=tuple(betas),
             eps=eps,
             weight_decay=weight_decay,
+            momentum_warmup_steps=momentum_warmup_steps,
+            momentum_start=momentum_start,
             kind="hidden",
         )
         super().__init__(params, defaults)
@@ -89,23 +100,37 @@ class MuonAdamW(Optimizer):
 
     def _muon_group(self, group: dict) -> None:
         lr, wd = group["lr"], group["weight_decay"]
+        # the group's step count travels in its state_dict, so a resumed run continues the warm-up
+        step = group["muon_step"] = group.get("muon_step", 0) + 1
+        warmup = group.get("momentum_warmup_steps", 0)  # .get: checkpoints written before the option
+        start = group.get("momentum_start", group["momentum"])
+        ramp = min(1.0, (step - 1) / warmup) if warmup else 1.0
+        group["current_momentum"] = start + ramp * (group["momentum"] - start)
+        # matrices of one shape are orthogonalised together: a few batched products instead of
+        # many small ones, which on a CPU cost more in overhead than in arithmetic
+        same_shape: dict[torch.Size, list[torch.Tensor]] = {}
         for p in group["params"]:
-            if p.grad is None:
-                continue
-            if wd:
-                p.mul_(1 - lr * wd)
-            self._muon(p, self.state[p], group)
+            if p.grad is not None:
+                same_shape.setdefault(p.shape, []).append(p)
+        for params in same_shape.values():
+            momenta = torch.stack([self._momentum(p, self.state[p], group) for p in params])
+            updates = orthogonalize(momenta, group["ns_steps"])
+            # an orthogonal (rows x cols) matrix has RMS 1/sqrt(max dim); rescale tall matrices so
+            # the per-element update size does not depend on the shape
+            rows, cols = params[0].shape
+            updates *= max(1.0, rows / cols) ** 0.5
+            for p, update in zip(params, updates):
+                if wd:
+                    p.mul_(1 - lr * wd)
+                p.add_(update, alpha=-lr)
 
     @staticmethod
-    def _muon(p: torch.Tensor, state: dict, group: dict) -> None:
+    def _momentum(p: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
+        """Update the momentum buffer with p's gradient; return what Muon orthogonalises."""
         buf = state.setdefault("momentum_buffer", torch.zeros_like(p))
-        buf.mul_(group["momentum"]).add_(p.grad)
-        g = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
-        update = orthogonalize(g, group["ns_steps"])
-        # an orthogonal (rows x cols) matrix has RMS 1/sqrt(max dim); rescale tall matrices so
-        # the per-element update size does not depend on the shape
-        update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
-        p.add_(update, alpha=-group["lr"])
+        momentum = group["current_momentum"]
+        buf.mul_(momentum).add_(p.grad)
+        return p.grad.add(buf, alpha=momentum) if group["nesterov"] else buf
 
     def _adamw_group(self, group: dict) -> None:
         """PyTorch's own AdamW update (torch.optim.adamw.adamw, what torch.optim.AdamW runs) on

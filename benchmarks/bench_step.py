@@ -1,0 +1,99 @@
+"""Where one training step's time goes: batch, forward, loss, backward, clipping, optimizer.
+
+    python benchmarks/bench_step.py --overrides experiment=cpu_90s
+    python benchmarks/bench_step.py --overrides experiment=cpu_90s --compare model.value_embeds=true
+
+Builds the configured model, optimizer and data exactly as train.py does, runs --warmup steps,
+then times each phase of --steps plain-PyTorch steps and prints the median milliseconds of each
+and the steps per second they add up to. With --compare, a second configuration (the same
+overrides plus the ones given) is timed in the same process, the two alternating every step, so
+a change's cost is measured side by side on the same machine state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from minigpt.cli import quiet_libraries
+from minigpt.configs import compose
+from minigpt.training.run import build_module
+
+PHASES = ("batch", "forward", "backward", "clip", "optimizer")
+
+
+class Setup:
+    """One configuration's model, optimizer and batch stream, and the time of each phase."""
+
+    def __init__(self, overrides: list[str]) -> None:
+        cfg = compose("train", overrides)
+        self.data = instantiate(cfg.data)
+        self.data.setup("fit")
+        self.module = build_module(cfg, self.data.tokenizer.serialize())
+        self.module.train()
+        self.optimizer = instantiate(cfg.optim)(self.module.param_groups())
+        self.clip = cfg.trainer.gradient_clip_val
+        self.batches = iter(self.data.train_dataloader())
+        self.times: dict[str, list[float]] = {p: [] for p in PHASES}
+        self.tokens = 0
+
+    def step(self, record: bool) -> None:
+        marks = [time.perf_counter()]
+        x, y = next(self.batches)
+        marks.append(time.perf_counter())
+        logits = self.module.model(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        marks.append(time.perf_counter())
+        loss.backward()
+        marks.append(time.perf_counter())
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip)
+        marks.append(time.perf_counter())
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        marks.append(time.perf_counter())
+        if record:
+            for phase, start, end in zip(PHASES, marks, marks[1:]):
+                self.times[phase].append(end - start)
+            self.tokens = x.numel()
+
+    def report(self, title: str) -> float:
+        medians = {p: statistics.median(self.times[p]) for p in PHASES}
+        total = sum(medians.values())
+        print(f"{title}: {self.module.model.num_params(non_embedding=False):,} parameters")
+        for p in PHASES:
+            print(f"  {p:<10} {1e3 * medians[p]:7.2f} ms  {100 * medians[p] / total:5.1f} %")
+        print(f"  {'total':<10} {1e3 * total:7.2f} ms  -> {1 / total:.2f} steps/s, {self.tokens / total:,.0f} tokens/s")
+        return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides, e.g. experiment=cpu_90s")
+    parser.add_argument("--compare", nargs="*", default=None, help="extra overrides of a second configuration")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+    quiet_libraries()
+    torch.manual_seed(0)
+    setups = {"baseline": Setup(args.overrides)}
+    if args.compare is not None:
+        setups["with " + " ".join(args.compare)] = Setup(args.overrides + args.compare)
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"median of {args.steps} steps after {args.warmup} warm-up steps, configurations alternating each step")
+    for i in range(args.warmup + args.steps):
+        for setup in setups.values():
+            setup.step(record=i >= args.warmup)
+    totals = [setup.report(title) for title, setup in setups.items()]
+    if len(totals) == 2:
+        print(f"step time ratio (second / first): {totals[1] / totals[0]:.3f}")
+
+
+if __name__ == "__main__":
+    main()

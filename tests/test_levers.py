@@ -1,0 +1,211 @@
+"""The budget recipes' levers (docs/performance.md): each is off by default, changes what it
+says it changes, and keeps the model's guarantees (causality, KV cache == recompute, both
+attention paths equal, checkpoints that rebuild)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigpt.data.corpus import RandomWindows
+from minigpt.errors import ConfigError, DataError
+from minigpt.model import GPT, GPTConfig
+from minigpt.training.module import LitGPT
+from minigpt.training.optim import MuonAdamW, orthogonalize
+
+V = 11
+LEVERS = [
+    {"value_embeds": True},
+    {"unet_skips": True},
+    {"zero_init_proj": True},
+    {"logit_softcap": 5.0},
+    {"value_embeds": True, "unet_skips": True, "logit_softcap": 30.0},
+]
+
+
+def make(impl="manual", n_layer=4, **kw) -> GPT:
+    torch.manual_seed(0)
+    cfg = GPTConfig(V, block_size=16, n_layer=n_layer, n_head=2, n_embd=16, pos_encoding="rope", attn_impl=impl, **kw)
+    return GPT(cfg).eval()
+
+
+def perturb(model: GPT) -> GPT:
+    """Move every weight off its initial value: zero-initialised projections and unit skip
+    weights would otherwise hide a lever that is wired wrong."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("kw", LEVERS)
+def test_levers_keep_causality_cache_and_both_attention_paths(kw):
+    model = perturb(make(**kw))
+    x = torch.randint(V, (2, 16))
+    full = model(x)
+    y = x.clone()
+    y[:, 9:] = (y[:, 9:] + 1) % V
+    torch.testing.assert_close(model(y)[:, :9], full[:, :9], rtol=0, atol=1e-6)
+    cache = model.new_cache()
+    stepped = torch.cat([model(x[:, :5], cache)] + [model(x[:, t : t + 1], cache) for t in range(5, 16)], 1)
+    torch.testing.assert_close(stepped, full, rtol=1e-5, atol=1e-5)
+    fused = perturb(make("sdpa", **kw))
+    torch.testing.assert_close(fused(x), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [k for k in LEVERS if "zero_init_proj" not in k])
+def test_each_lever_changes_the_network(kw):
+    x = torch.randint(V, (2, 16))
+    torch.manual_seed(1)
+    plain = make()
+    lever = make(**kw)
+    lever.load_state_dict(plain.state_dict(), strict=False)  # same shared weights, extra ones as built
+    perturb(plain), perturb(lever)
+    assert not torch.allclose(plain(x), lever(x))
+
+
+def test_softcap_bounds_the_logits_and_is_the_identity_near_zero():
+    model = make(logit_softcap=2.0)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1000)
+    logits = model(torch.randint(V, (2, 16)))
+    assert logits.abs().max() <= 2.0 and logits.abs().max() > 1.9  # tanh saturates to the cap in fp32
+    small = torch.full((3,), 0.01)
+    torch.testing.assert_close(2.0 * torch.tanh(small / 2.0), small, rtol=1e-4, atol=0)
+
+
+def test_zero_initialised_projections_make_every_block_the_identity():
+    model = make(zero_init_proj=True)
+    x = torch.randn(2, 16, 16)
+    for block in model.transformer.h:
+        out, _ = block(x)
+        torch.testing.assert_close(out, x, rtol=0, atol=0)
+    trained = GPT(model.config).train()
+    idx = torch.randint(V, (4, 16))
+    F.cross_entropy(trained(idx).flatten(0, 1), idx.flatten()).backward()
+    assert all(b.attn.c_proj.weight.grad.abs().sum() > 0 for b in trained.transformer.h)
+
+
+def test_unet_skips_feed_the_mirrored_block():
+    model = perturb(make(unet_skips=True))
+    seen = {}
+    for i, block in enumerate(model.transformer.h):
+        block.register_forward_hook(lambda m, inp, out, i=i: seen.__setitem__(("out", i), out[0]))
+        block.register_forward_pre_hook(lambda m, inp, i=i: seen.__setitem__(("in", i), inp[0]))
+    model(torch.randint(V, (2, 16)))
+    w = model.skip_weights
+    # with 4 layers: block 2 reads block 1's output, block 3 block 0's, each scaled by its weight
+    torch.testing.assert_close(seen["in", 2], seen["out", 1] + w[1] * seen["out", 1])
+    torch.testing.assert_close(seen["in", 3], seen["out", 2] + w[0] * seen["out", 0])
+
+
+def test_value_embeddings_and_skip_weights_land_in_adamw_groups():
+    module = LitGPT(
+        model={"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 8, "value_embeds": True, "unet_skips": True},
+        vocab=[chr(97 + i) for i in range(V)],
+        optim={"_target_": "minigpt.training.optim.MuonAdamW", "_partial_": True},
+    )
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    groups = {g["kind"]: {names[id(p)] for p in g["params"]} for g in module.param_groups()}
+    assert {"value_embeds.0.weight", "value_embeds.1.weight"} <= groups["embedding"]
+    assert "skip_weights" in groups["vector"]
+    assert not any(n.startswith("value_embeds") for n in groups["hidden"])
+
+
+def test_a_checkpoint_config_without_the_levers_builds_the_plain_model():
+    old = {k: v for k, v in make().config.to_dict().items() if k not in ("value_embeds", "unet_skips")}
+    cfg = GPTConfig.from_dict(old)
+    assert not cfg.value_embeds and not cfg.unet_skips and cfg.logit_softcap == 0.0
+
+
+@pytest.mark.parametrize("cap", [-1.0, float("nan"), True, "big"])
+def test_a_bad_softcap_is_one_clear_error(cap):
+    with pytest.raises(ConfigError, match="logit_softcap"):
+        GPTConfig(V, logit_softcap=cap)
+
+
+# --------------------------------------------------------------------------- Muon
+
+
+def test_batched_orthogonalisation_equals_one_matrix_at_a_time():
+    torch.manual_seed(0)
+    for shape in ((3, 48, 16), (3, 16, 48), (2, 16, 16)):
+        stack = torch.randn(shape)
+        one_by_one = torch.stack([orthogonalize(g) for g in stack])
+        torch.testing.assert_close(orthogonalize(stack), one_by_one, rtol=1e-5, atol=1e-5)
+
+
+def muon(**kw) -> tuple[MuonAdamW, list[torch.nn.Parameter]]:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(8, 4)) for _ in range(3)]
+    return MuonAdamW([{"params": params, "kind": "hidden"}], **kw), params
+
+
+def test_muon_momentum_warms_up_linearly_and_resumes_where_it_was():
+    opt, params = muon(momentum=0.95, momentum_start=0.85, momentum_warmup_steps=4)
+    seen = []
+    for _ in range(6):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+        seen.append(opt.param_groups[0]["current_momentum"])
+    assert seen == pytest.approx([0.85, 0.875, 0.9, 0.925, 0.95, 0.95])
+    resumed, _ = muon(momentum=0.95, momentum_start=0.85, momentum_warmup_steps=4)
+    state = muon(momentum=0.95, momentum_start=0.85, momentum_warmup_steps=4)[0]
+    for p in state.param_groups[0]["params"]:
+        p.grad = torch.zeros_like(p)
+    state.step(), state.step()  # two steps in, then saved and loaded
+    resumed.load_state_dict(state.state_dict())
+    for p in resumed.param_groups[0]["params"]:
+        p.grad = torch.zeros_like(p)
+    resumed.step()
+    assert resumed.param_groups[0]["current_momentum"] == pytest.approx(0.9)
+
+
+def test_without_warm_up_muon_uses_its_momentum_from_the_first_step():
+    opt, params = muon(momentum=0.9)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert opt.param_groups[0]["current_momentum"] == 0.9
+    assert torch.equal(opt.state[params[0]]["momentum_buffer"], torch.ones(8, 4))
+
+
+# --------------------------------------------------------------------------- batch-size ramp
+
+
+def test_the_batch_ramp_grows_to_the_batch_size_and_replays_on_resume():
+    data = torch.arange(1000) % V
+    stream = RandomWindows(data, block_size=8, batch_size=12, seed=3, ramp_steps=4, ramp_start=4)
+    sizes = [x.size(0) for x, _ in (b for b, _ in zip(stream, range(7)))]
+    assert sizes == [4, 6, 8, 10, 12, 12, 12]
+    first = [x for (x, _), _ in zip(stream, range(4))]
+    resumed = RandomWindows(data, block_size=8, batch_size=12, seed=3, start_step=2, ramp_steps=4, ramp_start=4)
+    again = [x for (x, _), _ in zip(resumed, range(2))]
+    assert all(torch.equal(a, b) for a, b in zip(first[2:], again))
+
+
+def test_without_a_ramp_every_batch_is_full():
+    stream = RandomWindows(torch.arange(500) % V, block_size=8, batch_size=5, seed=0)
+    assert [x.size(0) for (x, _), _ in zip(stream, range(3))] == [5, 5, 5]
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"batch_ramp_steps": -1}, "batch_ramp_steps"),
+        ({"batch_ramp_steps": 10, "batch_ramp_start": 64}, "batch_ramp_start"),
+    ],
+)
+def test_a_bad_ramp_is_one_clear_error(kw, message):
+    from minigpt.data.corpus import CharDataModule
+
+    with pytest.raises(DataError, match=message):
+        CharDataModule(block_size=8, batch_size=32, **kw)
+
+
+def test_the_mlp_ratio_sets_the_hidden_width():
+    model = make(mlp_ratio=2)
+    assert model.transformer.h[0].mlp.c_fc.weight.shape == (32, 16)
+    assert model.transformer.h[0].mlp.c_proj.weight.shape == (16, 32)
+    with pytest.raises(ConfigError, match="mlp_ratio must be positive"):
+        GPTConfig(V, mlp_ratio=0)
