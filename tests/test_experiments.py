@@ -55,6 +55,16 @@ def test_gpu_recipe_code_path_trains_on_cpu(tmp_path, small_corpus):
     assert loaded.model.config.n_embd == 32 and not any(k.startswith("_orig_mod") for k in loaded.model.state_dict())
 
 
+def test_each_budget_recipe_has_the_shape_it_documents():
+    """The GPU recipe extends cpu_90s, whose model keys are set after the model group: the shape
+    (nanoGPT's 6 x 384, context 256) must survive that; the 5-minute recipe is its own width."""
+    gpu = compose_train("experiment=gpu_90s").model
+    assert (gpu.n_layer, gpu.n_head, gpu.n_embd, gpu.block_size, gpu.dropout) == (6, 6, 384, 256, 0.2)
+    cpu, five = compose_train("experiment=cpu_90s"), compose_train("experiment=cpu_5min")
+    assert five.trainer.max_time.seconds == 300 and cpu.trainer.max_time.seconds == 90
+    assert five.model.n_embd > cpu.model.n_embd
+
+
 def test_experiments_declare_their_sweeps():
     from conftest import CONF
     from hydra import compose, initialize_config_dir
@@ -224,3 +234,22 @@ def test_report_on_a_wrong_folder_is_one_line(tmp_path):
         result = run_cli("-m", "minigpt", "report", f"dir={folder}")
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [line]
+
+
+def test_every_shape_of_the_budget_study_builds_a_model():
+    """The budget study's search space holds only shapes the model accepts: no trial of the
+    90 s recipe is spent on a config error."""
+    import itertools
+    import re
+
+    from omegaconf import OmegaConf
+
+    from minigpt.model import GPTConfig
+
+    params = OmegaConf.load(ROOT / "conf" / "hparams_search" / "budget_shape.yaml").hydra.sweeper.params
+    space = {k: [int(v) for v in re.fullmatch(r"choice\((.*)\)", str(c))[1].split(",")] for k, c in params.items()}
+    assert {"model.n_layer", "model.n_embd", "model.n_head", "model.mlp_ratio"} <= set(space)
+    for values in itertools.product(*space.values()):
+        chosen = dict(zip(space, values))
+        shape = {k.removeprefix("model."): v for k, v in chosen.items() if k.startswith("model.")}
+        GPTConfig(vocab_size=65, pos_encoding="rope", qk_norm=True, value_embeds=True, **shape)

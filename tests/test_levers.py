@@ -2,6 +2,8 @@
 says it changes, and keeps the model's guarantees (causality, KV cache == recompute, both
 attention paths equal, checkpoints that rebuild)."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -209,3 +211,24 @@ def test_the_mlp_ratio_sets_the_hidden_width():
     assert model.transformer.h[0].mlp.c_proj.weight.shape == (16, 32)
     with pytest.raises(ConfigError, match="mlp_ratio must be positive"):
         GPTConfig(V, mlp_ratio=0)
+
+
+# --------------------------------------------------------------------------- weight averaging
+
+
+def test_callbacks_ema_validates_and_saves_the_averaged_weights(tmp_path, small_corpus):
+    from conftest import train_cfg
+
+    from minigpt.checkpoint.load import load_model
+    from minigpt.training.run import train
+
+    others = [f"~callbacks.{name}" for name in ("optimization", "samples", "attention", "projector", "logits", "heads")]
+    cfg = train_cfg(tmp_path, small_corpus, "callbacks=ema", "callbacks.ema.decay=0.5", "trainer.max_steps=6", *others)
+    assert list(cfg.callbacks) == ["ema"]
+    summary = train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged)  # two different sets of weights
+    model = load_model(tmp_path / "checkpoints" / "best.ckpt").model
+    x = torch.randint(model.config.vocab_size, (1, 8))
+    assert math.isfinite(summary["best_val_loss"]) and model(x).isfinite().all()
