@@ -7,19 +7,21 @@ Builds the configured model, optimizer and data exactly as train.py does, runs -
 then times each phase of --steps plain-PyTorch steps and prints the median milliseconds of each
 and the steps per second they add up to. With --compare, a second configuration (the same
 overrides plus the ones given) is timed in the same process, the two alternating every step, so
-a change's cost is measured side by side on the same machine state.
+a change's cost is measured side by side on the same machine state. `compile=true` as an
+override compiles the model as train.py does (torch.compile); the first step, which pays for the
+compilation, is printed apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from machine import describe  # benchmarks/machine.py
 
 from minigpt.cli import quiet_libraries
 from minigpt.configs import compose
@@ -37,11 +39,14 @@ class Setup:
         self.data.setup("fit")
         self.module = build_module(cfg, self.data.tokenizer.serialize())
         self.module.train()
+        if cfg.get("compile"):
+            self.module.model.compile()
         self.optimizer = instantiate(cfg.optim)(self.module.param_groups())
         self.clip = cfg.trainer.gradient_clip_val
         self.batches = iter(self.data.train_dataloader())
         self.times: dict[str, list[float]] = {p: [] for p in PHASES}
         self.tokens = 0
+        self.first_step: float | None = None
 
     def step(self, record: bool) -> None:
         marks = [time.perf_counter()]
@@ -58,6 +63,8 @@ class Setup:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         marks.append(time.perf_counter())
+        if self.first_step is None:
+            self.first_step = marks[-1] - marks[0]
         if record:
             for phase, start, end in zip(PHASES, marks, marks[1:]):
                 self.times[phase].append(end - start)
@@ -66,7 +73,8 @@ class Setup:
     def report(self, title: str) -> float:
         medians = {p: statistics.median(self.times[p]) for p in PHASES}
         total = sum(medians.values())
-        print(f"{title}: {self.module.model.num_params(non_embedding=False):,} parameters")
+        n = self.module.model.num_params(non_embedding=False)
+        print(f"{title}: {n:,} parameters, first step {self.first_step:.2f} s")
         for p in PHASES:
             print(f"  {p:<10} {1e3 * medians[p]:7.2f} ms  {100 * medians[p] / total:5.1f} %")
         print(f"  {'total':<10} {1e3 * total:7.2f} ms  -> {1 / total:.2f} steps/s, {self.tokens / total:,.0f} tokens/s")
@@ -85,7 +93,7 @@ def main() -> None:
     setups = {"baseline": Setup(args.overrides)}
     if args.compare is not None:
         setups["with " + " ".join(args.compare)] = Setup(args.overrides + args.compare)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(describe())
     print(f"median of {args.steps} steps after {args.warmup} warm-up steps, configurations alternating each step")
     for i in range(args.warmup + args.steps):
         for setup in setups.values():

@@ -3,7 +3,8 @@
     python benchmarks/bench_train.py                          # the default `small` model
     python benchmarks/bench_train.py --overrides experiment=cpu_90s
 
-1. Measures this machine's dense matmul peak (1024 x 1024, fp32, all threads).
+1. Measures this machine's dense matmul peak (1024 x 1024, fp32, all threads), and bf16's for
+   comparison (a CPU with AMX multiplies bf16 several times faster).
 2. Trains the configured model with a minimal plain-PyTorch loop (same model, batches,
    optimizer, schedule and gradient clipping) and with the Lightning Trainer, alternating
    the two --repeats times, and prints the median tokens/s of each, the ratio, and model FLOPs
@@ -21,15 +22,16 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from machine import describe  # benchmarks/machine.py
 
 from minigpt.cli import quiet_libraries
 from minigpt.configs import compose
 from minigpt.training.run import build_module
 
 
-def matmul_peak(n: int = 1024, repeats: int = 20) -> float:
-    """Median GFLOP/s of an n x n fp32 matmul."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """Median GFLOP/s of an n x n matmul."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     times = []
@@ -130,7 +132,8 @@ def main() -> None:
         f"model: {module.model.num_params(non_embedding=False):,} parameters, {m.n_layer}x{m.n_embd}, "
         f"{m.n_head} heads, block {m.block_size}, batch {cfg.data.batch_size}, optimizer {cfg.optim._target_}"
     )
-    print(f"threads: {torch.get_num_threads()}   matmul peak (1024^2 fp32): {peak:,.1f} GFLOP/s")
+    print(describe())
+    print(f"matmul peak (1024^2): fp32 {peak:,.1f} GFLOP/s, bf16 {matmul_peak(dtype=torch.bfloat16):,.1f} GFLOP/s")
     print(f"median of {args.repeats} runs x {args.steps} steps, alternating plain / Lightning:")
     for name, rate in (("plain PyTorch loop", plain), ("Lightning Trainer", light)):
         mfu = rate * fpt / 1e9 / peak
