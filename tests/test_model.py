@@ -188,3 +188,33 @@ def test_attention_without_a_bias_is_plain_causal_attention_on_both_paths():
     attn.cfg = GPTConfig(**{**cfg.__dict__, "attn_impl": "sdpa"})
     fused, _ = attn(x)
     torch.testing.assert_close(manual, fused)
+
+
+def test_rope_rotates_each_pair_by_its_positions_angle():
+    from minigpt.model import apply_rope, rope_cos_sin
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 10, 8)  # (B, nh, T, hs)
+    cos, sin = rope_cos_sin(torch.arange(10), 8, 10000.0)
+    out = apply_rope(x, cos, sin)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # the rotation written out pair by pair
+    torch.testing.assert_close(out[..., 0::2], x1 * cos - x2 * sin)
+    torch.testing.assert_close(out[..., 1::2], x1 * sin + x2 * cos)
+    # a rotation: lengths kept, and q.k depends on the distance between positions only
+    torch.testing.assert_close(out.norm(dim=-1), x.norm(dim=-1))
+    q, k = x[0, 0, 0].expand(10, 8), x[0, 0, 1].expand(10, 8)
+    rq, rk = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    assert torch.allclose((rq[5] * rk[2]).sum(), (rq[7] * rk[4]).sum(), atol=1e-5)
+    assert not torch.allclose((rq[5] * rk[2]).sum(), (rq[5] * rk[4]).sum(), atol=1e-3)
+
+
+def test_relu_squared_backward_equals_autograds():
+    from minigpt.model import ReLUSquared
+
+    x = torch.randn(4, 5, 9, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
+    grad = torch.randn_like(x)
+    (ours,) = torch.autograd.grad(ReLUSquared.apply(x), x, grad)
+    (autograds,) = torch.autograd.grad(torch.relu(x) ** 2, x, grad)
+    torch.testing.assert_close(ours, autograds)
+    torch.testing.assert_close(ReLUSquared.apply(x), torch.relu(x) ** 2)
