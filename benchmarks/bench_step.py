@@ -25,6 +25,7 @@ from machine import describe  # benchmarks/machine.py
 
 from minigpt.cli import quiet_libraries
 from minigpt.configs import compose
+from minigpt.training.precision import resolve_matmul_precision
 from minigpt.training.run import build_module
 
 PHASES = ("batch", "forward", "backward", "clip", "optimizer")
@@ -43,12 +44,15 @@ class Setup:
             self.module.model.compile()
         self.optimizer = instantiate(cfg.optim)(self.module.param_groups())
         self.clip = cfg.trainer.gradient_clip_val
+        # set before each step, as setups alternate; "auto" resolved as train.py does on a CPU
+        self.precision = resolve_matmul_precision(cfg.get("matmul_precision", "high"), on_cpu=True)
         self.batches = iter(self.data.train_dataloader())
         self.times: dict[str, list[float]] = {p: [] for p in PHASES}
         self.tokens = 0
         self.first_step: float | None = None
 
     def step(self, record: bool) -> None:
+        torch.set_float32_matmul_precision(self.precision)
         marks = [time.perf_counter()]
         x, y = next(self.batches)
         marks.append(time.perf_counter())

@@ -3,8 +3,9 @@
     python benchmarks/bench_train.py                          # the default `small` model
     python benchmarks/bench_train.py --overrides experiment=cpu_90s
 
-1. Measures this machine's dense matmul peak (1024 x 1024, fp32, all threads), and bf16's for
-   comparison (a CPU with AMX multiplies bf16 several times faster).
+1. Measures this machine's dense matmul peak (1024 x 1024, float32 at the configuration's
+   matmul_precision, all threads), and bf16's for comparison (a CPU with AMX multiplies bf16
+   several times faster; matmul_precision=medium lets float32 products use it).
 2. Trains the configured model with a minimal plain-PyTorch loop (same model, batches,
    optimizer, schedule and gradient clipping) and with the Lightning Trainer, alternating
    the two --repeats times, and prints the median tokens/s of each, the ratio, and model FLOPs
@@ -26,6 +27,7 @@ from machine import describe  # benchmarks/machine.py
 
 from minigpt.cli import quiet_libraries
 from minigpt.configs import compose
+from minigpt.training.precision import set_matmul_precision
 from minigpt.training.run import build_module
 
 
@@ -114,6 +116,7 @@ def main() -> None:
     args = p.parse_args()
     quiet_libraries()
     cfg = compose("train", args.overrides)
+    precision = set_matmul_precision(cfg.get("matmul_precision", "high"))  # as train.py does on a CPU
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     tokens = cfg.data.batch_size * cfg.model.block_size
@@ -133,7 +136,10 @@ def main() -> None:
         f"{m.n_head} heads, block {m.block_size}, batch {cfg.data.batch_size}, optimizer {cfg.optim._target_}"
     )
     print(describe())
-    print(f"matmul peak (1024^2): fp32 {peak:,.1f} GFLOP/s, bf16 {matmul_peak(dtype=torch.bfloat16):,.1f} GFLOP/s")
+    print(
+        f"matmul peak (1024^2): fp32 {peak:,.1f} GFLOP/s at matmul_precision={precision}, "
+        f"bf16 {matmul_peak(dtype=torch.bfloat16):,.1f} GFLOP/s"
+    )
     print(f"median of {args.repeats} runs x {args.steps} steps, alternating plain / Lightning:")
     for name, rate in (("plain PyTorch loop", plain), ("Lightning Trainer", light)):
         mfu = rate * fpt / 1e9 / peak

@@ -100,6 +100,15 @@ class LitGPT(L.LightningModule):
                 self.first_loss,
             )
 
+    def on_validation_start(self) -> None:
+        # losses are measured with full float32 products whatever matmul_precision trains with
+        # ("medium" lets a CPU with AMX multiply in bfloat16), so runs that differ in it compare
+        self._train_matmul_precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+
+    def on_validation_end(self) -> None:
+        torch.set_float32_matmul_precision(self._train_matmul_precision)
+
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
