@@ -19,9 +19,9 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from machine import describe  # benchmarks/machine.py
+from plain_step import plain_step  # benchmarks/plain_step.py
 
 from minigpt.cli import quiet_libraries
 from minigpt.configs import compose
@@ -56,17 +56,7 @@ class Setup:
         marks = [time.perf_counter()]
         x, y = next(self.batches)
         marks.append(time.perf_counter())
-        logits = self.module.model(x)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-        marks.append(time.perf_counter())
-        loss.backward()
-        marks.append(time.perf_counter())
-        if self.clip:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip)
-        marks.append(time.perf_counter())
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        marks.append(time.perf_counter())
+        plain_step(self.module.model, self.optimizer, (x, y), self.clip, marks)
         if self.first_step is None:
             self.first_step = marks[-1] - marks[0]
         if record:

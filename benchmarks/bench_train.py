@@ -21,9 +21,9 @@ import time
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from machine import describe  # benchmarks/machine.py
+from plain_step import plain_step  # benchmarks/plain_step.py
 
 from minigpt.cli import quiet_libraries
 from minigpt.configs import compose
@@ -73,13 +73,7 @@ def plain_loop(cfg, datamodule, steps: int) -> list[float]:
     batches = iter(datamodule.train_dataloader())
     times, last = [], None
     for _ in range(steps):
-        x, y = next(batches)
-        logits = model(x)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
-        optimizer.step()
+        plain_step(model, optimizer, next(batches), cfg.trainer.gradient_clip_val)
         scheduler.step()
         now = time.perf_counter()
         if last is not None:

@@ -114,6 +114,10 @@ def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictCo
                 return composed()
             except COMPOSE_ERRORS as e:
                 fail(config_error(e))
+            except ValueError as e:  # Hydra's check of its own flags, e.g. -m with --cfg
+                if not str(e).startswith("Only one of --run, --multirun"):
+                    raise
+                fail(f"{e}; to see the config of one job of a sweep, drop -m: --cfg job with that job's overrides")
             finally:
                 if asked is None:
                     os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -318,6 +318,7 @@ class CausalSelfAttention(nn.Module):
         # --8<-- [end:attention]
 
 
+# --8<-- [start:mlp]
 class ReLUSquared(torch.autograd.Function):
     """relu(x)**2, with its derivative 2*relu(x) written out.
 
@@ -339,7 +340,6 @@ class ReLUSquared(torch.autograd.Function):
         return (grad * r).mul_(2)  # zero wherever x < 0, since r is
 
 
-# --8<-- [start:mlp]
 class MLP(nn.Module):
     """Position-wise feed-forward network: expand (mlp_ratio, 4 as in GPT-2), non-linearity, project back."""
 

@@ -71,3 +71,14 @@ def test_the_command_line_gets_one_line_and_exit_code_2():
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: model.n_embd must be an integer, got 'wide'"]
+
+
+def test_a_sweep_with_cfg_is_one_line_saying_what_to_do_instead(monkeypatch, capsys):
+    from minigpt.commands.train import main
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "model.n_layer=1,2", "--cfg", "job"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: Only one of --run, --multirun") and "drop -m" in line

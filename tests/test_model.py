@@ -190,6 +190,7 @@ def test_attention_without_a_bias_is_plain_causal_attention_on_both_paths():
     torch.testing.assert_close(manual, fused)
 
 
+# --8<-- [start:test_rope]
 def test_rope_rotates_each_pair_by_its_positions_angle():
     from minigpt.model import apply_rope, rope_cos_sin
 
@@ -206,8 +207,10 @@ def test_rope_rotates_each_pair_by_its_positions_angle():
     rq, rk = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     assert torch.allclose((rq[5] * rk[2]).sum(), (rq[7] * rk[4]).sum(), atol=1e-5)
     assert not torch.allclose((rq[5] * rk[2]).sum(), (rq[5] * rk[4]).sum(), atol=1e-3)
+    # --8<-- [end:test_rope]
 
 
+# --8<-- [start:test_relu2]
 def test_relu_squared_backward_equals_autograds():
     from minigpt.model import ReLUSquared
 
@@ -218,3 +221,4 @@ def test_relu_squared_backward_equals_autograds():
     (autograds,) = torch.autograd.grad(torch.relu(x) ** 2, x, grad)
     torch.testing.assert_close(ours, autograds)
     torch.testing.assert_close(ReLUSquared.apply(x), torch.relu(x) ** 2)
+    # --8<-- [end:test_relu2]
