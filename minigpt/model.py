@@ -144,6 +144,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
     Read as the complex number x[2i] + i*x[2i+1], a pair is rotated by angle a when it is
     multiplied by cos a + i*sin a; one complex product turns every pair of every head at once."""
+    if torch.compiler.is_compiling():  # inductor generates no code for complex numbers: the same
+        x1, x2 = x[..., 0::2], x[..., 1::2]  # rotation in real products, which it fuses into one kernel
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (B, nh, T, hs/2) complex
     rotated = pairs * torch.complex(cos.float(), sin.float())
     return torch.view_as_real(rotated).flatten(-2).to(x.dtype)

@@ -92,6 +92,7 @@ def test_embedding_pca_explains_the_most_variance_first(loaded):
     assert 1 >= explained[0] >= explained[1] > 0
 
 
+@pytest.mark.slow  # the whole command end to end, ~10 s: CI runs it (make test-slow)
 def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
     out = tmp_path / "diag"
     result = run_cli(

@@ -62,6 +62,7 @@ def test_interactive_mode_reads_prompts_until_an_empty_line(tiny_run):
     assert "> " not in result.stdout  # piped: stdout holds only the text
 
 
+@pytest.mark.slow  # three fresh interpreters, ~7 s: CI runs it (make test-slow)
 def test_interactive_mode_seeds_each_prompt_with_seed_plus_its_index(tiny_run):
     args = ("max_new_tokens=40", "temperature=1.0")
     result = gen_interactive(tiny_run, *args, "seed=1", input="ROMEO:\nROMEO:\n\n")

@@ -210,6 +210,16 @@ def test_rope_rotates_each_pair_by_its_positions_angle():
     # --8<-- [end:test_rope]
 
 
+def test_rope_under_torch_compile_rotates_the_same_way(monkeypatch):
+    from minigpt.model import apply_rope, rope_cos_sin
+
+    x = torch.randn(2, 3, 10, 8)
+    cos, sin = rope_cos_sin(torch.arange(10), 8, 10000.0)
+    eager = apply_rope(x, cos, sin)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the real-arithmetic branch
+    torch.testing.assert_close(apply_rope(x, cos, sin), eager)
+
+
 # --8<-- [start:test_relu2]
 def test_relu_squared_backward_equals_autograds():
     from minigpt.model import ReLUSquared
