@@ -36,16 +36,18 @@ RUNS = ROOT / "outputs" / "docs_tb"
 RUN = [sys.executable, "train.py", "model=tiny", "trainer.max_steps=500", "hydra.run.dir=outputs/docs_tb/run"]
 SWEEP = [sys.executable, "train.py", "-m", "model=tiny", "trainer.max_steps=500", "optim.lr=1e-3,3e-3"]
 SWEEP += ["hydra.sweep.dir=outputs/docs_tb/sweep"]
-# (file name, the part of TensorBoard's URL after '#', a text to click and scroll to, or None): the
-# text opens a collapsed tag group, or ticks a hyperparameter so that the table shows its column
+# (file name, the part of TensorBoard's URL after '#', a text to click and scroll to or None, a text
+# whose visibility means the click is not needed or None): the click opens a collapsed tag group
+# (TensorBoard opens the first groups by itself, and a second click would close it again), or
+# ticks a hyperparameter so that the table shows its column
 DASHBOARDS = [
-    ("scalars", "scalars", None),
-    ("scalars_val", "scalars", "val"),
-    ("timeseries", "timeseries", None),
-    ("custom_scalars", "custom_scalars", None),
-    ("images", "images", None),
-    ("text", "text", None),
-    ("hparams", "hparams", "optim.lr"),
+    ("scalars", "scalars", None, None),
+    ("scalars_val", "scalars", "val", "val/loss"),
+    ("timeseries", "timeseries", None, None),
+    ("custom_scalars", "custom_scalars", None, None),
+    ("images", "images", None, None),
+    ("text", "text", None, None),
+    ("hparams", "hparams", "optim.lr", None),
 ]
 
 
@@ -134,12 +136,13 @@ def shoot_tensorboard(playwright, retrain: bool) -> None:
     train_runs(retrain)
     browser, page = browser_page(playwright, 1440, 900)
     with tensorboard(RUNS) as url:
-        for name, fragment, click in DASHBOARDS:
+        for name, fragment, click, opened_when in DASHBOARDS:
             page.goto(f"{url}/#{fragment}", wait_until="networkidle")
             page.wait_for_timeout(5000)  # charts draw after their data arrives
             if click is not None:
                 target = page.get_by_text(click, exact=True).first
-                target.click()
+                if opened_when is None or not page.get_by_text(opened_when, exact=True).first.is_visible():
+                    target.click()
                 target.evaluate("element => element.scrollIntoView({block: 'start'})")
                 page.wait_for_timeout(4000)
             page.screenshot(path=str(IMAGES / f"tensorboard_{name}.png"))
