@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -329,6 +330,7 @@ def summarize(
         "steps": trainer.global_step,
         "stopped_by": parts.stop.received,
         "train_seconds": round(seconds, 1),
+        "matmul_precision": torch.get_float32_matmul_precision(),  # what matmul_precision=auto chose
         "parameters": module.model.num_params(),
         "best_ckpt": parts.best.best_model_path,
         "last_ckpt": str(parts.last.path),
