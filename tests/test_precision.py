@@ -23,6 +23,7 @@ def test_torchs_settings_pass_through(value):
 
 @pytest.mark.parametrize(("speedup", "chosen"), [(3.0, "medium"), (1.1, "highest"), (0.5, "highest")])
 def test_auto_keeps_bf16_products_only_where_this_cpu_runs_them_faster(monkeypatch, speedup, chosen):
+    monkeypatch.delenv(precision.CHOSEN_ENV, raising=False)
     monkeypatch.setattr(precision, "bf16_product_speedup", lambda: speedup)
     assert resolve_matmul_precision("auto", on_cpu=True) == chosen
     assert resolve_matmul_precision("auto", on_cpu=False) == "high"  # a GPU: TF32 where it has it
@@ -50,3 +51,11 @@ def test_validation_multiplies_in_full_float32_and_training_resumes_as_set():
     assert torch.get_float32_matmul_precision() == "highest"
     module.on_validation_end()
     assert torch.get_float32_matmul_precision() == "medium"
+
+
+def test_processes_a_run_launches_inherit_what_auto_chose(monkeypatch):
+    monkeypatch.delenv(precision.CHOSEN_ENV, raising=False)
+    monkeypatch.setattr(precision, "bf16_product_speedup", lambda: 3.0)
+    assert resolve_matmul_precision("auto", on_cpu=True) == "medium"
+    monkeypatch.setattr(precision, "bf16_product_speedup", lambda: 0.5)  # a DDP rank measuring now would differ
+    assert resolve_matmul_precision("auto", on_cpu=True) == "medium"  # but takes the launcher's choice

@@ -4,7 +4,8 @@
 "highest" multiplies in full float32; "high" allows TF32 on GPUs that have it; "medium" allows
 bfloat16 products with float32 accumulation, which on a CPU with AMX (Intel Sapphire Rapids and
 later) run several times faster than float32 ones, and on a CPU without it run slower or not
-at all. "auto" times both on this machine when training on a CPU and keeps the faster; on a GPU
+at all. "auto" times both on this machine when training on a CPU and keeps the faster, once: later
+runs in the same process and the processes it launches (DDP ranks) take the same choice. On a GPU
 it is "high". Validation always multiplies in full float32 (LitGPT.on_validation_start), so
 losses compare across settings.
 """
@@ -12,6 +13,7 @@ losses compare across settings.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import torch
@@ -21,6 +23,7 @@ from minigpt.errors import ConfigError
 log = logging.getLogger("minigpt")
 
 CHOICES = ("highest", "high", "medium", "auto")
+CHOSEN_ENV = "MINIGPT_AUTO_MATMUL_PRECISION"
 
 
 def bf16_product_speedup(n: int = 1024, repeats: int = 5) -> float:
@@ -52,9 +55,12 @@ def resolve_matmul_precision(value: str, on_cpu: bool) -> str:
         return value
     if not on_cpu:
         return "high"
+    if os.environ.get(CHOSEN_ENV) in CHOICES:  # a DDP worker: the launching process has measured
+        return os.environ[CHOSEN_ENV]
     speedup = bf16_product_speedup()
     chosen = "medium" if speedup >= 1.5 else "highest"
     log.info("matmul_precision=auto: %s (bfloat16 products %.1fx the speed of float32 on this CPU)", chosen, speedup)
+    os.environ[CHOSEN_ENV] = chosen  # processes it launches (DDP ranks) inherit the choice, not re-measure
     return chosen
 
 
