@@ -8,6 +8,9 @@ import re
 import pytest
 from conftest import ROOT, run_cli
 
+# each test starts a fresh interpreter and most train or load a model: the slow set, which CI runs
+pytestmark = pytest.mark.slow
+
 
 def bench(name: str, *args: str) -> str:
     result = run_cli(str(ROOT / "benchmarks" / f"{name}.py"), *args, timeout=240)
@@ -37,7 +40,6 @@ def test_quantize_benchmark_prints_sizes_speeds_and_loss(tiny_run):
     assert 0 < float(re.search(r"size ([\d.]+)x", out)[1]) <= 1.0
 
 
-@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_train_benchmark_reports_lightning_over_plain(small_corpus):
     out = bench(
         "bench_train",
@@ -54,7 +56,6 @@ def test_train_benchmark_reports_lightning_over_plain(small_corpus):
     assert float(re.search(r"Lightning / plain: ([\d.]+)", out)[1]) > 0
 
 
-@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
 def test_memory_benchmark_measures_each_cell():
     out = bench("bench_memory", "--model", "tiny", "--batch", "2", "4", "--block", "16")
     rows = re.findall(r"^\s+(\d+)\s+16(\s+[\d.]+){6}$", out, re.M)
@@ -76,7 +77,6 @@ def test_a_missing_checkpoint_is_one_line(name, tmp_path):
     ]
 
 
-@pytest.mark.slow  # a fresh interpreter building two models: CI runs it (make test-slow)
 def test_step_benchmark_splits_the_step_and_compares_side_by_side(small_corpus):
     out = bench(
         "bench_step",

@@ -15,6 +15,7 @@ def gen(tiny_run, *args, **kw):
     return run_cli(str(ROOT / "generate.py"), f"ckpt={tiny_run['last_ckpt']}", *args, **kw)
 
 
+@pytest.mark.slow  # a fresh interpreter per strategy: CI runs them (make test-slow)
 @pytest.mark.parametrize(
     "args",
     [
