@@ -47,10 +47,15 @@ def bf16_product_speedup(n: int = 1024, repeats: int = 5) -> float:
     return min(times["highest"]) / min(times["medium"])
 
 
-def resolve_matmul_precision(value: str, on_cpu: bool) -> str:
-    """`value` itself, or for "auto" the setting this machine trains fastest with."""
+def check_matmul_precision(value: str) -> None:
+    """One line naming the choices when `value` is not one of them."""
     if value not in CHOICES:
         raise ConfigError(f"matmul_precision must be one of {', '.join(CHOICES)}, got {value!r}")
+
+
+def resolve_matmul_precision(value: str, on_cpu: bool) -> str:
+    """`value` itself, or for "auto" the setting this machine trains fastest with."""
+    check_matmul_precision(value)
     if value != "auto":
         return value
     if not on_cpu:

@@ -31,8 +31,7 @@ from minigpt.training.checkpoint_io import SafeCheckpointIO
 from minigpt.training.lock import holds_run_dir, lock_run_dir
 from minigpt.training.memory import check_training_memory
 from minigpt.training.module import LitGPT
-from minigpt.training.precision import CHOICES as MATMUL_PRECISIONS
-from minigpt.training.precision import set_matmul_precision
+from minigpt.training.precision import check_matmul_precision, set_matmul_precision
 from minigpt.training.progress import TrainProgressBar, ValidateAtEnd, ValidationLog
 from minigpt.training.reliability import GracefulStop, LastCheckpoint, StepSeed
 
@@ -106,9 +105,7 @@ def check_trainer_config(cfg: DictConfig) -> None:
             "trainer.val_check_interval=%d > trainer.max_steps=%d: validating once, at step %d", interval, steps, steps
         )
         cfg.trainer.val_check_interval = steps
-    precision = cfg.get("matmul_precision", "high")
-    if precision not in MATMUL_PRECISIONS:
-        raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {precision!r}")
+    check_matmul_precision(cfg.get("matmul_precision", "high"))  # before the run folder is written
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
         raise ConfigError(f"trainer.gradient_clip_val must be a number >= 0 (null or 0: no clipping), got {clip!r}")
