@@ -1,5 +1,7 @@
 """matmul_precision: torch's settings, "auto" choosing by a measurement, validation in full float32."""
 
+import os
+
 import pytest
 import torch
 
@@ -10,9 +12,14 @@ from minigpt.training.precision import resolve_matmul_precision, set_matmul_prec
 
 @pytest.fixture(autouse=True)
 def restore_precision():
+    """Each test starts with no earlier choice of auto's, and leaves the process as it found it."""
     before = torch.get_float32_matmul_precision()
+    chosen = os.environ.pop(precision.CHOSEN_ENV, None)
     yield
     torch.set_float32_matmul_precision(before)
+    os.environ.pop(precision.CHOSEN_ENV, None)
+    if chosen is not None:
+        os.environ[precision.CHOSEN_ENV] = chosen
 
 
 @pytest.mark.parametrize("value", ["highest", "high", "medium"])
@@ -23,7 +30,6 @@ def test_torchs_settings_pass_through(value):
 
 @pytest.mark.parametrize(("speedup", "chosen"), [(3.0, "medium"), (1.1, "highest"), (0.5, "highest")])
 def test_auto_keeps_bf16_products_only_where_this_cpu_runs_them_faster(monkeypatch, speedup, chosen):
-    monkeypatch.delenv(precision.CHOSEN_ENV, raising=False)
     monkeypatch.setattr(precision, "bf16_product_speedup", lambda: speedup)
     assert resolve_matmul_precision("auto", on_cpu=True) == chosen
     assert resolve_matmul_precision("auto", on_cpu=False) == "high"  # a GPU: TF32 where it has it
@@ -54,7 +60,6 @@ def test_validation_multiplies_in_full_float32_and_training_resumes_as_set():
 
 
 def test_processes_a_run_launches_inherit_what_auto_chose(monkeypatch):
-    monkeypatch.delenv(precision.CHOSEN_ENV, raising=False)
     monkeypatch.setattr(precision, "bf16_product_speedup", lambda: 3.0)
     assert resolve_matmul_precision("auto", on_cpu=True) == "medium"
     monkeypatch.setattr(precision, "bf16_product_speedup", lambda: 0.5)  # a DDP rank measuring now would differ
