@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 
-def plain_step(model, optimizer, batch, clip: float | None, marks: list[float] | None = None) -> torch.Tensor:
-    """Forward, cross-entropy, backward, gradient clipping (when `clip`), optimizer step; returns
-    the loss. With `marks`, a time.perf_counter() is appended after each of the four phases."""
+def plain_step(model, optimizer, batch, clip: float | None, marks: list[float] | None = None) -> None:
+    """Forward, cross-entropy, backward, gradient clipping (when `clip`), optimizer step. With
+    `marks`, a time.perf_counter() is appended after each of the four phases."""
 
     def mark() -> None:
         if marks is not None:
@@ -28,4 +28,3 @@ def plain_step(model, optimizer, batch, clip: float | None, marks: list[float] |
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     mark()
-    return loss.detach()
