@@ -27,6 +27,7 @@ from plain_step import plain_step  # benchmarks/plain_step.py
 
 from minigpt.cli import quiet_libraries
 from minigpt.configs import compose
+from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.precision import set_matmul_precision
 from minigpt.training.run import build_module
 
@@ -111,6 +112,8 @@ def main() -> None:
     quiet_libraries()
     cfg = compose("train", args.overrides)
     precision = set_matmul_precision(cfg.get("matmul_precision", "high"))  # as train.py does on a CPU
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()  # as train.py does
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     tokens = cfg.data.batch_size * cfg.model.block_size

@@ -94,3 +94,39 @@ def test_step_benchmark_splits_the_step_and_compares_side_by_side(small_corpus):
         assert len(re.findall(rf"^\s+{phase}\s+[\d.]+ ms\s+[\d.]+ %$", out, re.M)) == 2, out
     assert "with model.value_embeds=true" in out
     assert float(re.search(r"step time ratio \(second / first\): ([\d.]+)", out)[1]) > 0
+    assert len(re.findall(r"page faults per step: [\d,]+$", out, re.M)) == 2, out
+
+
+def test_process_benchmark_compares_fresh_processes(small_corpus):
+    out = bench(
+        "bench_processes",
+        "--rounds",
+        "2",
+        "--steps",
+        "2",
+        "--overrides",
+        "model=tiny",
+        f"data.path={small_corpus}",
+        "--compare",
+        "keep_freed_memory=false",
+    )
+    rows = re.findall(
+        r"^(baseline|with keep_freed_memory=false): [\d.]+ ms per step \(([\d., ]+)\), [\d,]+ page faults", out, re.M
+    )
+    assert [name for name, _ in rows] == ["baseline", "with keep_freed_memory=false"], out
+    assert all(len(each.split(", ")) == 2 for _, each in rows)  # one figure per round
+    assert float(re.search(r"step time ratio \(second / first\): ([\d.]+)", out)[1]) > 0
+
+
+def test_step_benchmark_refuses_to_compare_a_process_wide_setting(small_corpus):
+    result = run_cli(
+        str(ROOT / "benchmarks" / "bench_step.py"),
+        "--overrides",
+        "model=tiny",
+        f"data.path={small_corpus}",
+        "--compare",
+        "keep_freed_memory=false",
+        timeout=240,
+    )
+    assert result.returncode != 0
+    assert "keep_freed_memory acts on the whole process: compare it with benchmarks/bench_processes.py" in result.stderr

@@ -149,6 +149,7 @@ def test_corpus_tokens_are_memory_mapped_not_in_ram(small_corpus):
         ("trainer.val_check_interval=1.5", ConfigError, "(or a fraction in (0, 1]), got 1.5"),
         ("trainer.gradient_clip_val=-1", ConfigError, "trainer.gradient_clip_val must be a number >= 0"),
         ("matmul_precision=low", ConfigError, "matmul_precision must be one of highest, high, medium, auto"),
+        ("keep_freed_memory=sometimes", ConfigError, "keep_freed_memory must be true or false, got 'sometimes'"),
         ("optim.lr=-1", ConfigError, "optim.lr must be a number >= 0, got -1"),
         ("optim.lr=abc", ConfigError, "optim.lr must be a number >= 0, got 'abc'"),
         ("optim.weight_decay=-0.1", ConfigError, "optim.weight_decay must be a number >= 0"),

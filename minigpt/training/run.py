@@ -26,6 +26,7 @@ from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of, swe
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.figures import plot_loss_curve
 from minigpt.io import json_safe
+from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.training.checkpoint_io import SafeCheckpointIO
 from minigpt.training.lock import holds_run_dir, lock_run_dir
@@ -106,6 +107,8 @@ def check_trainer_config(cfg: DictConfig) -> None:
         )
         cfg.trainer.val_check_interval = steps
     check_matmul_precision(cfg.get("matmul_precision", "high"))  # before the run folder is written
+    if not isinstance(cfg.get("keep_freed_memory", True), bool):
+        raise ConfigError(f"keep_freed_memory must be true or false, got {cfg.keep_freed_memory!r}")
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
         raise ConfigError(f"trainer.gradient_clip_val must be a number >= 0 (null or 0: no clipping), got {clip!r}")
@@ -197,6 +200,8 @@ def train(cfg: DictConfig) -> dict:
     resume_from = resume_path_of(cfg, run_dir)
     prepare_run_dir(run_dir, resume_from)
     set_matmul_precision(cfg.get("matmul_precision", "high"), cfg.trainer.get("accelerator"))
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule, module = build_task(cfg)
