@@ -62,15 +62,11 @@ class GPTConfig:
     logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap), never beyond +-cap
     value_embeds: bool = False  # each layer adds a learned per-token vector to its values
     unet_skips: bool = False  # the first half's block outputs feed the second half, mirrored
+    short_conv: int = 0  # > 0: before attention and MLP, a causal convolution this wide (ShortConv)
     # --8<-- [end:config]
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"model.{name} must be an integer, got {value!r}")
-            if value <= 0:
-                raise ConfigError(f"model.{name} must be positive, got {value}")
+        self._check_integers()
         for name in SWITCHES:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
@@ -85,6 +81,16 @@ class GPTConfig:
                     f"model.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}"
                 )
         self._check_shapes()
+
+    def _check_integers(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio", "short_conv"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"model.{name} must be an integer, got {value!r}")
+            if name == "short_conv" and value < 0:
+                raise ConfigError(f"model.short_conv must be 0 (off) or a convolution width >= 1, got {value}")
+            if value <= 0 and name != "short_conv":
+                raise ConfigError(f"model.{name} must be positive, got {value}")
 
     def _check_shapes(self) -> None:
         """Combinations of sizes that the layers cannot be built with."""
@@ -188,6 +194,7 @@ class KVCache:
         self.k: list[torch.Tensor | None] = [None] * n_layer
         self.v: list[torch.Tensor | None] = [None] * n_layer
         self.length = 0  # filled slots
+        self.conv_inputs: dict[str, torch.Tensor] = {}  # ShortConv: the last inputs each has seen
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append new keys/values (B, nh, T, hs) of one layer; return all cached ones (B, nh, S, hs)."""
@@ -206,15 +213,27 @@ class KVCache:
         end = start + T
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
+    def conv_inputs_before(self, name: str, x: torch.Tensor, n: int) -> torch.Tensor:
+        """The n inputs (B, n, C) of the short convolution `name` just before its new inputs x
+        (B, T, C), zeros before the first position; keeps x's last n for the next call."""
+        before = self.conv_inputs.get(name)
+        if before is None:
+            before = x.new_zeros(x.size(0), n, x.size(2))
+        seen = torch.cat([before, x], dim=1)
+        self.conv_inputs[name] = seen[:, seen.size(1) - n :]
+        return before
+
     def reorder(self, index: torch.Tensor) -> None:
         """Select batch rows (beam search keeps the cache of the beams it continues)."""
         for cache in (self.k, self.v):
             for layer, t in enumerate(cache):
                 if t is not None:
                     cache[layer] = t.index_select(0, index)
+        self.conv_inputs = {name: t.index_select(0, index) for name, t in self.conv_inputs.items()}
 
     def reset(self) -> None:
         self.length = 0
+        self.conv_inputs.clear()
         # --8<-- [end:kv_cache]
 
 
@@ -246,6 +265,64 @@ def make_norm(cfg: GPTConfig) -> nn.Module:
         return nn.RMSNorm(cfg.n_embd)
     return nn.Identity()
     # --8<-- [end:norm]
+
+
+# --8<-- [start:short_conv]
+class CausalShortConv(torch.autograd.Function):
+    """y_t = x_t + sum over s < k of w[s] * x_(t-s), with nothing before the first position:
+    x (B, T, C), w (k, C).
+
+    Each shift s is one multiply-add of the sequence into y, and the backward is written out the
+    same way: autograd through padded, shifted slices would compute the same values, but write
+    each shift's gradient into a zero-filled buffer of its own first (docs/performance.md)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        y = torch.addcmul(x, x, w[0])  # s = 0: x_t + w[0] * x_t
+        for s in range(1, w.size(0)):
+            y[:, s:].addcmul_(x[:, :-s], w[s])  # position t >= s adds w[s] * x_(t-s)
+        ctx.save_for_backward(x, w)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, w = ctx.saved_tensors
+        grad_x = torch.addcmul(grad, grad, w[0])
+        for s in range(1, w.size(0)):
+            grad_x[:, :-s].addcmul_(grad[:, s:], w[s])  # x_t reached y_(t+s)
+        T = x.size(1)
+        grad_w = torch.stack([(grad[:, s:] * x[:, : T - s]).sum((0, 1)) for s in range(w.size(0))])
+        return grad_x, grad_w
+
+
+class ShortConv(nn.Module):
+    """x_t + sum over s < k of w[s] * x_(t-s): each channel mixes in its own values at position t
+    and the k-1 positions just before it, with its own weights (a causal depthwise convolution
+    of width k, plus a skip).
+
+    Attention can look one or two characters back too, but a head has to learn where to look; here
+    the recent past is at hand from the first step. Allen-Zhu (2025, "Physics of Language Models:
+    Part 4.1") calls such layers Canon layers. The weights start at zero: the identity."""
+
+    def __init__(self, channels: int, k: int, name: str) -> None:
+        super().__init__()
+        self.name = name  # its key in a KVCache
+        self.weight = nn.Parameter(torch.zeros(k, channels))  # weight[s] weighs x_(t-s)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C); with a cache, T new positions after the cached ones."""
+        k = self.weight.size(0)
+        if torch.compiler.is_compiling():  # torch.compile/export: the same sum over a padded copy,
+            T = x.size(1)  # whose slices all have x's length, whatever T is
+            padded = F.pad(x, (0, 0, k - 1, 0))
+            return x + sum(self.weight[s] * padded[:, k - 1 - s : k - 1 - s + T] for s in range(k))
+        if cache is None:
+            return CausalShortConv.apply(x, self.weight)
+        # the k-1 inputs just before x come from the cache: run over both, keep the new positions
+        before = cache.conv_inputs_before(self.name, x, k - 1)
+        return CausalShortConv.apply(torch.cat([before, x], dim=1), self.weight)[:, before.size(1) :]
+        # --8<-- [end:short_conv]
 
 
 # --8<-- [start:attention]
@@ -368,7 +445,8 @@ class MLP(nn.Module):
 
 # --8<-- [start:block]
 class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x)); with `short_conv`, each
+    norm's output first passes a ShortConv."""
 
     def __init__(self, cfg: GPTConfig, layer_idx: int) -> None:
         super().__init__()
@@ -377,11 +455,20 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg, layer_idx)
         self.ln_2 = make_norm(cfg)
         self.mlp = MLP(cfg)
+        k = cfg.short_conv
+        self.conv_1 = ShortConv(cfg.n_embd, k, f"{layer_idx}.conv_1") if k else None
+        self.conv_2 = ShortConv(cfg.n_embd, k, f"{layer_idx}.conv_2") if k else None
 
     def forward(self, x, rope=None, bias=None, cache=None, need_weights=False, value_embed=None):
-        a, weights = self.attn(self.ln_1(x), rope, bias, cache, need_weights, value_embed)
+        h = self.ln_1(x)
+        if self.conv_1 is not None:
+            h = self.conv_1(h, cache)
+        a, weights = self.attn(h, rope, bias, cache, need_weights, value_embed)
         x = x + a if self.residual else a
-        m = self.mlp(self.ln_2(x))
+        h = self.ln_2(x)
+        if self.conv_2 is not None:
+            h = self.conv_2(h, cache)
+        m = self.mlp(h)
         x = x + m if self.residual else m
         return x, weights
         # --8<-- [end:block]

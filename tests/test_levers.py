@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from minigpt.data.corpus import RandomWindows
 from minigpt.errors import ConfigError, DataError
-from minigpt.model import GPT, GPTConfig
+from minigpt.model import GPT, CausalShortConv, GPTConfig, KVCache, ShortConv
 from minigpt.training.module import LitGPT
 from minigpt.training.optim import MuonAdamW, orthogonalize
 
@@ -20,7 +20,9 @@ LEVERS = [
     {"unet_skips": True},
     {"zero_init_proj": True},
     {"logit_softcap": 5.0},
-    {"value_embeds": True, "unet_skips": True, "logit_softcap": 30.0},
+    {"short_conv": 4},
+    {"short_conv": 1},
+    {"value_embeds": True, "unet_skips": True, "logit_softcap": 30.0, "short_conv": 3},
 ]
 
 
@@ -98,6 +100,69 @@ def test_unet_skips_feed_the_mirrored_block():
     # with 4 layers: block 2 reads block 1's output, block 3 block 0's, each scaled by its weight
     torch.testing.assert_close(seen["in", 2], seen["out", 1] + w[1] * seen["out", 1])
     torch.testing.assert_close(seen["in", 3], seen["out", 2] + w[0] * seen["out", 0])
+
+
+# --8<-- [start:test_short_conv]
+def test_short_conv_mixes_exactly_the_positions_before_each_one():
+    torch.manual_seed(0)
+    conv = ShortConv(channels=3, k=3, name="test")
+    with torch.no_grad():
+        conv.weight.normal_()
+    x = torch.randn(2, 5, 3)
+    w = conv.weight  # (k, channels): w[s] weighs the position s places back
+    expected = x.clone()
+    for t in range(5):
+        for s in range(3):  # nothing before the first position
+            if t - s >= 0:
+                expected[:, t] += w[s] * x[:, t - s]
+    torch.testing.assert_close(conv(x), expected)
+    # the same as torch's depthwise convolution (whose kernel runs forwards in time), gradients too
+    xg, wg = x.clone().requires_grad_(), w.detach().clone().requires_grad_()
+    ours = CausalShortConv.apply(xg, wg)
+    theirs = xg + F.conv1d(F.pad(xg.transpose(1, 2), (2, 0)), wg.flip(0).t()[:, None], groups=3).transpose(1, 2)
+    torch.testing.assert_close(ours, theirs)
+    g = torch.randn_like(ours)
+    torch.testing.assert_close(torch.autograd.grad(ours, (xg, wg), g), torch.autograd.grad(theirs, (xg, wg), g))
+    # fed one position at a time through a cache, the same outputs
+    cache = KVCache(n_layer=1, capacity=5)
+    torch.testing.assert_close(torch.cat([conv(x[:, t : t + 1], cache) for t in range(5)], 1), expected)
+    # --8<-- [end:test_short_conv]
+
+
+def test_short_conv_under_compile_and_export_equals_the_eager_one(monkeypatch):
+    """torch.compile and torch.export take a padded-copy branch; it computes the same, gradients too."""
+    torch.manual_seed(0)
+    conv = ShortConv(channels=4, k=3, name="test")
+    with torch.no_grad():
+        conv.weight.normal_()
+    x = torch.randn(2, 7, 4, requires_grad=True)
+    g = torch.randn(2, 7, 4)
+    eager = conv(x)
+    grads = torch.autograd.grad(eager, (x, conv.weight), g)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    traced = conv(x)
+    torch.testing.assert_close(traced, eager)
+    torch.testing.assert_close(torch.autograd.grad(traced, (x, conv.weight), g), grads)
+
+
+def test_short_conv_starts_as_the_identity_and_its_weights_go_to_adamw():
+    x = torch.randn(2, 6, 16)
+    assert torch.equal(ShortConv(16, 3, "c")(x), x)
+    module = LitGPT(
+        model={"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 8, "short_conv": 4},
+        vocab=[chr(97 + i) for i in range(V)],
+        optim={"_target_": "minigpt.training.optim.MuonAdamW", "_partial_": True},
+    )
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    groups = {g["kind"]: {names[id(p)] for p in g["params"]} for g in module.param_groups()}
+    assert {f"transformer.h.{i}.conv_{j}.weight" for i in (0, 1) for j in (1, 2)} <= groups["vector"]
+    assert not any("conv" in n for n in groups["hidden"])
+
+
+@pytest.mark.parametrize("k", [-1, 2.5, True])
+def test_a_bad_short_conv_is_one_clear_error(k):
+    with pytest.raises(ConfigError, match="model.short_conv must be"):
+        GPTConfig(V, short_conv=k)
 
 
 def test_value_embeddings_and_skip_weights_land_in_adamw_groups():

@@ -24,13 +24,15 @@ from minigpt.sampling import (
 V = 13
 
 
-def make(pos="learned", impl="sdpa", block=16) -> GPT:
+def make(pos="learned", impl="sdpa", block=16, **levers) -> GPT:
     torch.manual_seed(1)
-    cfg = GPTConfig(vocab_size=V, block_size=block, n_layer=2, n_head=2, n_embd=16, pos_encoding=pos, attn_impl=impl)
+    cfg = GPTConfig(V, block_size=block, n_layer=2, n_head=2, n_embd=16, pos_encoding=pos, attn_impl=impl, **levers)
     model = GPT(cfg).eval()
     with torch.no_grad():  # larger weights than the init: sharper, more position-dependent logits
-        for p in model.parameters():
-            p.mul_(8.0 if p.dim() > 1 else 1.0)
+        for name, p in model.named_parameters():
+            if "conv" in name:  # the short convolutions start at zero: give them weights to carry
+                p.normal_(std=0.5)
+            p.mul_(8.0 if p.dim() == 2 else 1.0)
     return model
 
 
@@ -47,6 +49,21 @@ def test_cached_logits_equal_full_recompute_past_the_window(pos, impl):
         cached.append(seq[:, t])
         full.append(seq[:, t])
     # --8<-- [end:test_cache_logits]
+
+
+def test_short_conv_decodes_exactly_past_the_window_and_in_beam_search():
+    """The short convolutions keep their last inputs in the cache: a window that moves starts them
+    afresh, and beam search carries each beam's own."""
+    model = make("rope", "manual", short_conv=3)
+    seq = torch.randint(V, (2, 40))
+    cached, full = ContextFeeder(model, seq[:, :5], True), ContextFeeder(model, seq[:, :5], False)
+    for t in range(5, 40):
+        torch.testing.assert_close(cached.logits(), full.logits(), rtol=1e-4, atol=1e-4)
+        cached.append(seq[:, t])
+        full.append(seq[:, t])
+    prompt = seq[:1, :3]
+    beams = [beam_search(model, prompt, 20, num_beams=4, use_cache=c) for c in (True, False)]
+    assert [b.ids.tolist() for b in beams[0]] == [b.ids.tolist() for b in beams[1]]
 
 
 # --8<-- [start:test_cache_greedy]

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
@@ -152,14 +153,19 @@ class LitGPT(L.LightningModule):
         (MuonAdamW); AdamW and SGD ignore the tag.
 
         Weight decay applies to matrices only: biases and norm gains are 1-D, and pulling them
-        towards zero only hurts.
+        towards zero only hurts; the short convolutions' few weights per channel go with them.
         """
+        matrices = {  # the blocks' linear maps: what Muon orthogonalises
+            id(m.weight)
+            for name, m in self.model.named_modules()
+            if name.startswith("transformer.h.") and isinstance(m, nn.Linear)
+        }
         hidden, embedding, vector = [], [], []
         for name, p in self.model.named_parameters():
-            if p.dim() < 2:
-                vector.append(p)
-            elif name.startswith("transformer.h."):
+            if id(p) in matrices:
                 hidden.append(p)  # weight matrices inside the blocks
+            elif p.dim() < 2 or name.startswith("transformer.h."):
+                vector.append(p)
             else:
                 embedding.append(p)  # token/position embeddings and an untied LM head
         return [
