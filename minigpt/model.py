@@ -213,15 +213,15 @@ class KVCache:
         end = start + T
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
-    def conv_inputs_before(self, name: str, x: torch.Tensor, n: int) -> torch.Tensor:
-        """The n inputs (B, n, C) of the short convolution `name` just before its new inputs x
-        (B, T, C), zeros before the first position; keeps x's last n for the next call."""
+    def extend_conv_inputs(self, name: str, x: torch.Tensor, n: int) -> torch.Tensor:
+        """The new inputs x (B, T, C) of the short convolution `name` after the n that came just
+        before them (zeros before the first position): (B, n + T, C). Keeps the last n."""
         before = self.conv_inputs.get(name)
         if before is None:
             before = x.new_zeros(x.size(0), n, x.size(2))
         seen = torch.cat([before, x], dim=1)
         self.conv_inputs[name] = seen[:, seen.size(1) - n :]
-        return before
+        return seen
 
     def reorder(self, index: torch.Tensor) -> None:
         """Select batch rows (beam search keeps the cache of the beams it continues)."""
@@ -320,8 +320,8 @@ class ShortConv(nn.Module):
         if cache is None:
             return CausalShortConv.apply(x, self.weight)
         # the k-1 inputs just before x come from the cache: run over both, keep the new positions
-        before = cache.conv_inputs_before(self.name, x, k - 1)
-        return CausalShortConv.apply(torch.cat([before, x], dim=1), self.weight)[:, before.size(1) :]
+        seen = cache.extend_conv_inputs(self.name, x, k - 1)
+        return CausalShortConv.apply(seen, self.weight)[:, k - 1 :]
         # --8<-- [end:short_conv]
 
 
