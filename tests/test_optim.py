@@ -101,3 +101,35 @@ def test_state_round_trips_through_state_dict():
     clone = MuonAdamW(groups)
     clone.load_state_dict(opt.state_dict())
     assert clone.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+
+
+def test_param_groups_say_which_matrices_stack_several_maps():
+    module = lit()
+    hidden = next(g for g in module.param_groups() if g["kind"] == "hidden")
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    stacked = {names[id(p)] for p, n in zip(hidden["params"], hidden["parts"], strict=True) if n == 3}
+    assert stacked == {"transformer.h.0.attn.c_attn.weight", "transformer.h.1.attn.c_attn.weight"}
+    assert sorted(set(hidden["parts"])) == [1, 3]
+
+
+@pytest.mark.parametrize("split_fused", [False, True])
+def test_split_fused_orthogonalises_each_stacked_map_on_its_own(split_fused):
+    """A (3n, n) matrix stacking three maps: with split_fused its update is three orthogonal
+    (n, n) blocks, one per map; without, one orthogonal (3n, n) matrix scaled by sqrt(3)."""
+    torch.manual_seed(0)
+    n = 8
+    w = torch.nn.Parameter(torch.zeros(3 * n, n))
+    g = torch.randn(3 * n, n) * torch.tensor([1.0, 10.0, 0.1]).repeat_interleave(n)[:, None]
+    opt = MuonAdamW(
+        [{"params": [w], "kind": "hidden", "parts": [3]}], lr=1.0, momentum=0.0, nesterov=False, split_fused=split_fused
+    )
+    w.grad = g.clone()
+    opt.step()
+    if split_fused:
+        expected = -torch.cat([orthogonalize(part) for part in g.chunk(3)])
+    else:
+        expected = -orthogonalize(g) * 3**0.5
+    torch.testing.assert_close(w.detach(), expected)
+    # the three maps' updates have the same size only when each is orthogonalised on its own
+    sizes = torch.stack([part.norm() for part in w.detach().chunk(3)])
+    assert (sizes.max() / sizes.min() < 1.5) == split_fused

@@ -160,16 +160,20 @@ class LitGPT(L.LightningModule):
             for name, m in self.model.named_modules()
             if name.startswith("transformer.h.") and isinstance(m, nn.Linear)
         }
-        hidden, embedding, vector = [], [], []
+        # how many linear maps each hidden matrix stacks: the attention's c_attn holds the queries,
+        # keys and values (MuonAdamW's split_fused orthogonalises each on its own)
+        fused = {id(m.weight) for name, m in self.model.named_modules() if name.endswith("attn.c_attn")}
+        hidden, parts, embedding, vector = [], [], [], []
         for name, p in self.model.named_parameters():
             if id(p) in matrices:
                 hidden.append(p)  # weight matrices inside the blocks
+                parts.append(3 if id(p) in fused else 1)
             elif p.dim() < 2 or name.startswith("transformer.h."):
                 vector.append(p)
             else:
                 embedding.append(p)  # token/position embeddings and an untied LM head
         return [
-            {"params": hidden, "kind": "hidden", "name": "hidden"},
+            {"params": hidden, "kind": "hidden", "name": "hidden", "parts": parts},
             {"params": embedding, "kind": "embedding", "name": "embedding"},
             {"params": vector, "kind": "vector", "name": "vector", "weight_decay": 0.0},
         ]

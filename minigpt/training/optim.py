@@ -46,6 +46,12 @@ class MuonAdamW(Optimizer):
     is decoupled (multiplied by the group's lr) for both. With `momentum_warmup_steps` > 0, Muon's
     momentum rises linearly from `momentum_start` to `momentum` over that many steps: early
     gradients change fast, and a long memory of them slows the first steps down.
+
+    With `split_fused`, a matrix that stacks several linear maps along its rows (the attention's
+    queries, keys and values in one (3C, C) matrix: a group's "parts" says how many, one number
+    per parameter) has each map's update orthogonalised on its own, as if they were separate
+    matrices; without it the stack is one matrix, and its orthogonal update shares the C
+    directions of the input among all three maps.
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class MuonAdamW(Optimizer):
         weight_decay: float = 0.0,
         momentum_warmup_steps: int = 0,
         momentum_start: float = 0.85,
+        split_fused: bool = False,
     ) -> None:
         if momentum_warmup_steps < 0:
             raise ValueError(f"optim.momentum_warmup_steps must be >= 0, got {momentum_warmup_steps}")
@@ -75,6 +82,7 @@ class MuonAdamW(Optimizer):
             weight_decay=weight_decay,
             momentum_warmup_steps=momentum_warmup_steps,
             momentum_start=momentum_start,
+            split_fused=split_fused,
             kind="hidden",
         )
         super().__init__(params, defaults)
@@ -108,18 +116,22 @@ class MuonAdamW(Optimizer):
         group["current_momentum"] = start + ramp * (group["momentum"] - start)
         # matrices of one shape are orthogonalised together: a few batched products instead of
         # many small ones, which on a CPU cost more in overhead than in arithmetic
-        same_shape: dict[torch.Size, list[torch.Tensor]] = {}
-        for p in group["params"]:
-            if p.grad is not None:
-                same_shape.setdefault(p.shape, []).append(p)
-        for params in same_shape.values():
-            momenta = torch.stack([self._momentum(p, self.state[p], group) for p in params])
-            updates = orthogonalize(momenta, group["ns_steps"])
+        parts = group.get("parts") if group.get("split_fused") else None
+        same_shape: dict[torch.Size, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            momentum = self._momentum(p, self.state[p], group)
+            n = parts[i] if parts else 1  # chunk: views, so updating a part updates p
+            for p_part, m_part in zip(p.chunk(n), momentum.chunk(n)):
+                same_shape.setdefault(p_part.shape, []).append((p_part, m_part))
+        for pairs in same_shape.values():
+            updates = orthogonalize(torch.stack([m for _, m in pairs]), group["ns_steps"])
             # an orthogonal (rows x cols) matrix has RMS 1/sqrt(max dim); rescale tall matrices so
             # the per-element update size does not depend on the shape
-            rows, cols = params[0].shape
+            rows, cols = pairs[0][0].shape
             updates *= max(1.0, rows / cols) ** 0.5
-            for p, update in zip(params, updates):
+            for (p, _), update in zip(pairs, updates):
                 if wd:
                     p.mul_(1 - lr * wd)
                 p.add_(update, alpha=-lr)
