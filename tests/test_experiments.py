@@ -63,6 +63,8 @@ def test_each_budget_recipe_has_the_shape_it_documents():
     cpu, five = compose_train("experiment=cpu_90s"), compose_train("experiment=cpu_5min")
     assert five.trainer.max_time.seconds == 300 and cpu.trainer.max_time.seconds == 90
     assert five.model.n_embd > cpu.model.n_embd
+    # the CPU recipes' own context and batch (docs/performance.md), not the small model's 64
+    assert (cpu.model.block_size, cpu.data.batch_size) == (five.model.block_size, five.data.batch_size) == (128, 24)
 
 
 def test_experiments_declare_their_sweeps():
