@@ -89,6 +89,12 @@ def test_muon_refuses_non_matrix_groups():
         MuonAdamW([{"params": [torch.zeros(3, requires_grad=True)], "kind": "hidden"}])
 
 
+@pytest.mark.parametrize("parts", [[3, 1], [4]])
+def test_muon_refuses_parts_that_do_not_fit_the_matrices(parts):
+    with pytest.raises(ValueError, match="parts"):
+        MuonAdamW([{"params": [torch.zeros(6, 2, requires_grad=True)], "kind": "hidden", "parts": parts}])
+
+
 def test_state_round_trips_through_state_dict():
     model = GPT(GPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=1, n_embd=8))
     groups = [

@@ -92,6 +92,11 @@ class MuonAdamW(Optimizer):
                 group["lr"] = group["adam_lr"]
             if group["kind"] == "hidden" and any(p.dim() != 2 for p in group["params"]):
                 raise ValueError("Muon groups must hold 2-D weight matrices only")
+            parts = group.get("parts")
+            if parts is not None and (
+                len(parts) != len(group["params"]) or any(p.size(0) % n for p, n in zip(group["params"], parts))
+            ):
+                raise ValueError("a group's parts must give, for each of its matrices, a count that divides its rows")
 
     @torch.no_grad()
     def step(self, closure=None):
