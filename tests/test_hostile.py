@@ -164,6 +164,21 @@ def test_bad_sizes_and_types_are_refused_before_anything_is_written(override, er
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "tensorboard").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.split_fused=maybe", "optim.split_fused must be true or false, got 'maybe'"),
+        ("optim.nesterov=1", "optim.nesterov must be true or false, got 1"),
+        ("optim.momentum_warmup_steps=-1", "optim.momentum_warmup_steps must be an integer >= 0, got -1"),
+        ("optim.ns_steps=0", "optim.ns_steps must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_muon_settings_are_refused_before_anything_is_written(override, message, tmp_path, small_corpus):
+    with pytest.raises(ConfigError, match=message):
+        train(train_cfg(tmp_path, small_corpus, "optim=muon", override))
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "tensorboard").exists()
+
+
 def test_an_earlier_run_is_never_overwritten(tiny_run, small_corpus):
     run_dir = Path(tiny_run["run_dir"])
     before = {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()}

@@ -115,6 +115,7 @@ def check_trainer_config(cfg: DictConfig) -> None:
     check_numbers(
         cfg.get("optim") or {}, "optim", positive=("eps",), non_negative=("lr", "adam_lr", "weight_decay", "momentum")
     )
+    check_optim_switches(cfg.get("optim") or {})
     windows = (cfg.get("data") or {}).get("val_windows")
     if windows is not None:
         check_int(windows, "data.val_windows", 1, "null: the whole validation split")
@@ -129,6 +130,17 @@ def check_trainer_config(cfg: DictConfig) -> None:
             f"resume={cfg.resume!r} is not an option: pass resume=auto (continue the run directory's "
             f"checkpoints/last.ckpt when there is one) or ckpt_path=/path/to/last.ckpt"
         )
+
+
+def check_optim_switches(optim) -> None:
+    """MuonAdamW's switches and counts: a string such as "maybe" would otherwise read as true."""
+    for key in ("nesterov", "split_fused"):
+        if key in optim and not isinstance(optim[key], bool):
+            raise ConfigError(f"optim.{key} must be true or false, got {optim[key]!r}")
+    for key, low in (("momentum_warmup_steps", 0), ("ns_steps", 1)):
+        value = optim.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"optim.{key} must be an integer >= {low}, got {value!r}")
 
 
 def check_numbers(node, prefix: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
