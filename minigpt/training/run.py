@@ -112,10 +112,9 @@ def check_trainer_config(cfg: DictConfig) -> None:
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
         raise ConfigError(f"trainer.gradient_clip_val must be a number >= 0 (null or 0: no clipping), got {clip!r}")
-    check_numbers(
-        cfg.get("optim") or {}, "optim", positive=("eps",), non_negative=("lr", "adam_lr", "weight_decay", "momentum")
-    )
-    check_optim_switches(cfg.get("optim") or {})
+    optim = cfg.get("optim") or {}
+    check_numbers(optim, "optim", positive=("eps",), non_negative=("lr", "adam_lr", "weight_decay", "momentum"))
+    check_optim_switches(optim)
     windows = (cfg.get("data") or {}).get("val_windows")
     if windows is not None:
         check_int(windows, "data.val_windows", 1, "null: the whole validation split")
@@ -138,9 +137,8 @@ def check_optim_switches(optim) -> None:
         if key in optim and not isinstance(optim[key], bool):
             raise ConfigError(f"optim.{key} must be true or false, got {optim[key]!r}")
     for key, low in (("momentum_warmup_steps", 0), ("ns_steps", 1)):
-        value = optim.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ConfigError(f"optim.{key} must be an integer >= {low}, got {value!r}")
+        if optim.get(key) is not None:
+            check_int(optim[key], f"optim.{key}", low)
 
 
 def check_numbers(node, prefix: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
