@@ -51,8 +51,21 @@ def setup(seed: int = 0) -> None:
         torch.set_num_threads(1)
     # Lightning's progress bars look for Jupyter widgets, which these notebooks do not need
     warnings.filterwarnings("ignore", message="IProgress not found")
-    # figures at the site's page width: 100 dpi, at most about 8 inches wide
-    matplotlib.rcParams.update({"figure.dpi": 100, "figure.figsize": (7, 3.6), "axes.grid": True, "grid.alpha": 0.3})
+    # 100 dpi: a figure 8 inches wide fills the site's page at full size (minigpt.figures.PAGE_WIDTH)
+    matplotlib.rcParams.update({"figure.dpi": 100})
+    _inline_figures()
+
+
+def _inline_figures() -> None:
+    """In Jupyter, show figures below their cell: pyplot's and the `Figure`s that minigpt.figures
+    returns to `display` (which, without the inline backend, would print only their repr)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing to set up
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.run_line_magic("matplotlib", "inline")
 
 
 def corpus() -> Path:

@@ -270,10 +270,11 @@ for flag in (True, False):
 # The values are the input vectors themselves; only the weights matter for the picture. Both heads
 # go through your `attend` (without the 1/√d, with the strength set by the factor 4), and
 # `minigpt.figures.plot_attention` draws them, the same function that draws a trained model's heads
-# in `notebooks/diagnostics.ipynb`.
+# in `notebooks/diagnostics.py`.
 
 # %%
 from IPython.display import display
+
 from minigpt.figures import plot_attention
 
 text = "to be or not to be"
@@ -294,7 +295,7 @@ display(plot_attention(torch.stack([w_prev, w_same]), list(text), "two hand-buil
 # Head 0 is a bright line just below the diagonal: every position reads the one before it (the
 # first has nobody else to read). Head 1 lights up wherever a character occurred before: the second
 # `to be` looks back at the first. A trained model learns heads like these from data; notebook 4
-# trains one, and `notebooks/diagnostics.ipynb` draws what its heads learned.
+# trains one, and `notebooks/diagnostics.py` draws what its heads learned.
 #
 # ## Exercises
 #

@@ -38,6 +38,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+
 from minigpt.model import GPT, MLP, Block, CausalSelfAttention, GPTConfig, make_norm
 
 
@@ -285,8 +286,9 @@ for name, norms in at_init.items():
 # 1.0 as `conf/trainer/default.yaml` does. Record block 0's gradient norm and the loss at every step.
 
 # %%
-from minigpt.training.module import LitGPT
 from omegaconf import OmegaConf
+
+from minigpt.training.module import LitGPT
 
 OPTIM = OmegaConf.to_container(nb.compose_train().optim)  # conf/optim/adamw.yaml, the default
 print(OPTIM)

@@ -42,6 +42,7 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+
 from minigpt.model import GPT, GPTConfig
 
 cpu = torch.device("cpu")

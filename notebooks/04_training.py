@@ -202,8 +202,9 @@ print(before)
 # their paths is safe.
 
 # %%
-from minigpt.training.run import train
 from omegaconf import OmegaConf
+
+from minigpt.training.run import train
 
 # the overrides of this run, kept in minigpt/notebook.py because notebook 5 trains the same model
 # when this notebook has not run: nb.MINI_RUN

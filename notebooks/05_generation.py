@@ -40,6 +40,7 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+
 from minigpt.checkpoint.load import load_model
 
 # the latest model notebook 4 trained, or the same model trained now (about a minute)

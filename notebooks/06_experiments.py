@@ -43,8 +43,9 @@ import itertools
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from IPython.display import display
-from minigpt.training.run import train
 from omegaconf import OmegaConf
+
+from minigpt.training.run import train
 
 # %% [markdown]
 # ## Composing a configuration

@@ -36,6 +36,7 @@ TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
 
 # %%
 from IPython.display import display
+
 from minigpt import figures, probes
 from minigpt.analysis.diagnose import TEMPERATURES, encode
 from minigpt.analysis.evaluate import token_losses
