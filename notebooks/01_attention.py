@@ -246,7 +246,7 @@ print(
 # Without the scale the standard deviation grows like √d, and the wider the head, the more rows
 # turn one-hot and stop learning; with it all three numbers stay put at every head size. In
 # minigpt the scale is `CausalSelfAttention.scale`, and `GPTConfig(scale_attn=False)` removes it
-# (the `no_scale` ablation of `docs/experiments.md`, which exercise 2 comes back to).
+# (the `no_scale` ablation of `docs/experiments.md`, which question 1 at the end comes back to).
 
 # %%
 for flag in (True, False):

@@ -387,7 +387,7 @@ nb.check(context_starts, "context_starts")
 # Greedy decoding is deterministic given the context, and the most likely continuation of a
 # common phrase tends to lead back to the same phrase. The context is not a sliding window of the
 # last 64 characters: `minigpt.sampling.ContextFeeder` lets it grow to `block_size` (64) and then
-# restarts it from the most recent `block_size // 2` (32) characters, so the model reads between 33
+# restarts it from the most recent `block_size // 2` (32) characters, so the model reads between 32
 # and 64 characters (exercise 3 computes where it starts). Once the text repeats a piece at least
 # that long, and the window has restarted at the same place within it, the model sees the same
 # context again, picks the same characters, and the text cycles forever. Sampling breaks the
