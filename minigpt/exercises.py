@@ -218,16 +218,21 @@ def _window_inputs(gen: torch.Generator) -> tuple:
     return _int(gen, 1, block_size + 3), _int(gen, 1, 3 * block_size), block_size, _int(gen, 1, block_size)
 
 
-def _context_starts(prompt_len: int, n_new: int, block_size: int, keep: int) -> list[int]:
-    """Where sampling's context begins for each new token: minigpt's ContextFeeder, on a stand-in
-    model whose logits do not matter, only its block_size."""
+class _ZeroLogits(torch.nn.Module):
+    """A language model of `block_size` whose every logit is 0: ContextFeeder's window depends on
+    block_size only, and a real GPT would make this check hundreds of forward passes slower."""
 
-    def no_model(ids: torch.Tensor) -> torch.Tensor:
+    def __init__(self, block_size: int) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(block_size=block_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.zeros(ids.size(0), ids.size(1), 1)
 
-    model = SimpleNamespace(config=SimpleNamespace(block_size=block_size))
-    feeder = ContextFeeder(model, torch.zeros(1, prompt_len, dtype=torch.long), use_cache=False, keep=keep)
-    feeder.model = no_model  # ContextFeeder reads block_size at construction and calls the model after
+
+def _context_starts(prompt_len: int, n_new: int, block_size: int, keep: int) -> list[int]:
+    """Where sampling's context begins for each new token, as minigpt's ContextFeeder moves it."""
+    feeder = ContextFeeder(_ZeroLogits(block_size), torch.zeros(1, prompt_len, dtype=torch.long), False, keep)
     starts = []
     for _ in range(n_new):
         feeder.logits()
