@@ -53,11 +53,16 @@ def shakespeare(request) -> Path:
         pytest.fail(f"{request.node.name} is a default test: use small_corpus, or mark it @pytest.mark.slow")
     path = find_corpus()
     if path is None:
-        reason = "Tiny Shakespeare not found: run `make train` once or set MINIGPT_SHAKESPEARE"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{reason} (CI must seed it: .ci/run)")
-        pytest.skip(reason)
+        missing_corpus()
     return path
+
+
+def missing_corpus() -> None:
+    """Skip a test that needs Tiny Shakespeare when it is absent; fail it under CI (`CI=true`)."""
+    reason = "Tiny Shakespeare not found: run `make train` once or set MINIGPT_SHAKESPEARE"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI must seed it: .ci/run)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,17 @@ def test_a_corpus_path_with_the_named_corpus_hash_is_kept_for_later_commands(sma
     assert not (cache / "other").exists()  # a file with another hash is read, never cached
 
 
+def test_a_missing_corpus_skips_a_slow_test_and_fails_it_under_ci(monkeypatch):
+    from conftest import missing_corpus
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must seed it"):
+        missing_corpus()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="Tiny Shakespeare not found"):
+        missing_corpus()
+
+
 def test_explicit_path_wins(tmp_path):
     p = tmp_path / "c.txt"
     assert resolve_corpus(str(p), "tinyshakespeare", "nowhere", "http://127.0.0.1:9/x", None) == p
