@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from minigpt.checkpoint.load import load_model
 from minigpt.errors import ConfigError, DataError
+from minigpt.figures import tensorboard_tag
 from minigpt.training.run import train
 
 GROUP_OPTIONS = [
@@ -91,7 +92,12 @@ def test_run_writes_checkpoints_tensorboard_and_summary(tiny_run):
     for tag in ("train/loss", "train/lr/hidden", "val/loss", "val/ppl", "val/bpc", "val/best_loss"):
         assert tag in scalars, tag
     assert "epoch" not in scalars  # always 0 on an endless stream: its chart would lead the page
-    assert sorted({tag.split("/")[0] for tag in scalars})[:2] == ["train", "val"]  # losses first
+    # TensorBoard sorts tags by name and opens the first two groups: validation, then training,
+    # each group with the loss first
+    tags = sorted(tensorboard_tag(metric) for metric in scalars)
+    groups = list(dict.fromkeys(tag.split("/")[0] for tag in tags))
+    assert groups[:2] == ["eval", "train"]
+    assert [next(t for t in tags if t.startswith(f"{g}/")) for g in groups[:2]] == ["eval/loss", "train/loss"]
     val = dict(scalars["val/loss"])
     assert sorted(val) == [30, 60]  # validated every 30 steps, plotted at the step it measured
     loss = val[60]
@@ -117,7 +123,7 @@ def test_hparams_tab_lists_the_config_and_metrics(tiny_run):
     assert start.session_start_info.hparams["model.n_layer"].number_value == 2
     assert start.session_start_info.hparams["model.pos_encoding"].string_value == "learned"
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    assert {m.name.tag for m in experiment.experiment.metric_infos} >= {"val/loss", "val/ppl", "val/bpc"}
+    assert {m.name.tag for m in experiment.experiment.metric_infos} >= {"eval/loss", "eval/ppl", "eval/loss_bpc"}
 
 
 def test_checkpoint_is_self_contained(tiny_run, tmp_path):

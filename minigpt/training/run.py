@@ -27,7 +27,7 @@ from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
 from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of, swept_overrides
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
-from minigpt.figures import plot_loss_curve
+from minigpt.figures import plot_loss_curve, tensorboard_tag
 from minigpt.io import json_safe
 from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
@@ -351,7 +351,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, module: L.LightningModule) -> t
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(TrainProgressBar())
     if rank_zero_only.rank == 0:  # other DDP ranks have no TensorBoard writer
-        callbacks.append(HParamsSummary(module.hparams.run_config))
+        swept = [o.split("=", 1)[0].lstrip("+~") for o in swept_overrides()]
+        callbacks.append(HParamsSummary(module.hparams.run_config, swept))
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     logger = RunLogger(save_dir=str(run_dir), name="tensorboard", version=run_name(), default_hp_metric=False)
     trainer: L.Trainer = instantiate(
@@ -366,11 +367,12 @@ def make_trainer(cfg: DictConfig, run_dir: Path, module: L.LightningModule) -> t
 
 
 class RunLogger(TensorBoardLogger):
-    """TensorBoard without Lightning's `epoch` scalar: the stream of training windows is endless,
-    so the epoch is always 0 and its chart would only push the loss charts aside."""
+    """TensorBoard without Lightning's `epoch` scalar (the stream of training windows is endless,
+    so the epoch is always 0 and its chart would only push the loss charts aside), with each metric
+    under its TensorBoard tag (`tensorboard_tag`: `val/loss` as `eval/loss`, the first chart)."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+        super().log_metrics({tensorboard_tag(k): v for k, v in metrics.items() if k != "epoch"}, step)
 
 
 def run_name() -> str:
