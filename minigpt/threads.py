@@ -3,19 +3,20 @@ step, an integer overrides.
 
 The work of one forward pass is about parameters x tokens multiply-adds, where tokens is the
 number of positions it computes: one per sequence for a generated token with the KV cache, batch
-x block_size when windows are scored. A generated token is little work: split between threads,
-each share costs less than waking the threads and joining them, and on a busy machine a step
-waits for its slowest thread to get a core. So a pass below AUTO_ONE_THREAD_BELOW runs on one
-thread and a larger one on all of PyTorch's. The threshold comes from
-benchmarks/bench_generate.py --threads-table (docs/performance.md, "Generation speed"): every
-generation row measured, up to 16 sequences of a 10.7M-parameter model, ran fastest on one thread.
+x block_size when windows are scored. A step waits for its slowest thread, so a thread that has
+to wait for a core stalls the whole step: on a busy machine two threads ran 10 to 30 times
+slower than one (benchmarks/bench_generate.py --threads-table, docs/performance.md). So a pass
+below AUTO_ONE_THREAD_BELOW (too little work to share, even on idle cores) runs on one thread,
+and a larger one on the cores no other process is running on right now (at least one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -28,7 +29,23 @@ def auto_threads(parameters: int, tokens: int, available: int | None = None) -> 
     """The thread count `threads=auto` picks for forward passes over `tokens` positions of a model
     of `parameters` parameters, out of `available` (PyTorch's count by default)."""
     available = available or torch.get_num_threads()
-    return 1 if parameters * tokens < AUTO_ONE_THREAD_BELOW else available
+    if parameters * tokens < AUTO_ONE_THREAD_BELOW:
+        return 1
+    return max(1, min(available, (os.cpu_count() or available) - others_running()))
+
+
+def others_running(samples: int = 5) -> int:
+    """How many other processes' threads are running or waiting for a core now: the runnable count
+    of /proc/loadavg (which counts this process), median of a few reads; 0 where there is none."""
+    counts = []
+    for _ in range(samples):
+        try:
+            running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
+        except (OSError, IndexError):
+            return 0
+        counts.append(int(running) - 1)
+        time.sleep(0.002)
+    return max(0, sorted(counts)[len(counts) // 2])
 
 
 def resolve_threads(setting: int | str | None, parameters: int, tokens: int) -> int:

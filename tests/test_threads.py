@@ -4,16 +4,24 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
+from minigpt import threads
 from minigpt.errors import ConfigError
 from minigpt.threads import AUTO_ONE_THREAD_BELOW, auto_threads, resolve_threads, using_threads
 
 
-def test_auto_picks_one_thread_for_generation_and_all_for_scoring():
+def test_auto_picks_one_thread_for_generation_and_the_free_cores_for_scoring(monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(threads, "others_running", lambda: 0)
     # the default model (0.80M parameters): one sequence, 16 sequences, then 64 windows of 64
     assert auto_threads(800_000, 1, available=8) == 1
     assert auto_threads(800_000, 16, available=8) == 1
     assert auto_threads(800_000, 64 * 64, available=8) == 8
     assert auto_threads(AUTO_ONE_THREAD_BELOW, 1, available=8) == 8
+    monkeypatch.setattr(threads, "others_running", lambda: 3)  # three cores busy with other work
+    assert auto_threads(800_000, 64 * 64, available=8) == 5
+    monkeypatch.setattr(threads, "others_running", lambda: 20)
+    assert auto_threads(800_000, 64 * 64, available=8) == 1
+    assert threads.others_running() >= 0  # the real count, whatever the machine does now
 
 
 def test_a_count_overrides_and_the_previous_count_comes_back():
