@@ -163,3 +163,21 @@ def test_custom_scalars_draw_one_layer_per_chart():
     for layer, (_, [regex]) in enumerate(charts.values()):
         assert [t for t in tags if re.fullmatch(regex, t)] == [f"view/heads/induction/L{layer}H{h}" for h in range(4)]
     assert len(layout) == len(HEAD_SCORES) + 1  # a section per score, and the logit lens
+
+
+def test_validation_log_throughput_leaves_out_the_first_step():
+    """The first step pays the start-up (threads, memory): counting it made a short run's tokens/s
+    look many times lower than its steps ran at."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from minigpt.training.progress import ValidationLog
+
+    callback, trainer = ValidationLog(), SimpleNamespace(world_size=1)
+    callback.on_train_start(trainer, None)
+    batch = (torch.zeros(4, 8, dtype=torch.long), torch.zeros(4, 8, dtype=torch.long))
+    for i in range(3):
+        callback.on_train_batch_start(trainer, None, batch, i)
+        callback.on_train_batch_end(trainer, None, None, batch, i)
+    assert callback.tokens == 2 * 32  # steps 2 and 3 only
