@@ -72,6 +72,8 @@ class GenerateOptions:
     use_cache: bool = True
     stream: bool = True
     interactive: bool = False
+    # CPU threads: auto (by the work of a step, minigpt/threads.py) or a count
+    threads: typing.Any = "auto"
 
 
 GenerateSchema = dataclasses.make_dataclass("GenerateSchema", [*fields_of(GenerateOptions), *fields_of(SamplingConfig)])

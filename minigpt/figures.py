@@ -39,14 +39,41 @@ def _visible(ch: str) -> str:
     return ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
 
 
+# TensorBoard orders tag groups (the part before the first "/") and the cards in a group by name,
+# and opens the first two groups. The metrics are written under these names so that it opens on
+# the validation loss, then the training loss: the `val` stage as `eval`, which sorts before
+# `train`, and the loss's variants named after it, so `loss` is each group's first card.
+TENSORBOARD_STAGES = {"val": "eval"}
+TENSORBOARD_METRICS = {"bpc": "loss_bpc", "best_loss": "loss_best"}
+
+
+def tensorboard_tag(metric: str) -> str:
+    """The TensorBoard tag of a logged metric: `val/loss` -> `eval/loss`, `train/bpc` -> `train/loss_bpc`."""
+    stage, sep, name = metric.partition("/")
+    if not sep:
+        return metric
+    return f"{TENSORBOARD_STAGES.get(stage, stage)}/{TENSORBOARD_METRICS.get(name, name)}"
+
+
+def metric_name(tag: str) -> str:
+    """The metric a TensorBoard tag was written for (`tensorboard_tag` undone); other tags unchanged."""
+    stage, sep, name = tag.partition("/")
+    stages = {v: k for k, v in TENSORBOARD_STAGES.items()}
+    metrics = {v: k for k, v in TENSORBOARD_METRICS.items()}
+    if not sep or stage not in (*stages, "train", "test"):
+        return tag
+    return f"{stages.get(stage, stage)}/{metrics.get(name, name)}"
+
+
 def read_scalars(log_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalar series of the TensorBoard logs under `log_dir`: tag -> [(step, value)]."""
+    """All scalar series of the TensorBoard logs under `log_dir`, by metric name (`val/loss`, as
+    the code logs it, not its TensorBoard tag `eval/loss`): name -> [(step, value)]."""
     series: dict[str, list[tuple[int, float]]] = {}
     for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
         acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
         acc.Reload()
         for tag in acc.Tags()["scalars"]:
-            series.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+            series.setdefault(metric_name(tag), []).extend((e.step, e.value) for e in acc.Scalars(tag))
     return {tag: sorted(points) for tag, points in series.items()}
 
 

@@ -26,6 +26,13 @@ def test_generate_benchmark_compares_cache_and_recompute(tiny_run):
     assert "identical output: True" in out  # 80 > block_size 32: the window slides in both paths
 
 
+def test_generate_benchmark_prints_the_thread_table():
+    out = bench("bench_generate", "--threads-table", "--tokens", "3", "--repeats", "1", "--batch", "2")
+    rows = re.findall(r"^(as is|busy)\s+(small|medium) [\d.]+M\s+(1|2|score 2x256)\s+[\d,]+", out, re.M)
+    assert len(rows) == 2 * 2 * 3, out  # two loads, two models, one sequence, a batch, scoring
+    assert re.search(r"^machine: .+, \d+ cores, torch ", out, re.M)
+
+
 def test_quantize_benchmark_prints_sizes_speeds_and_loss(tiny_run):
     out = bench("bench_quantize", "--ckpt", tiny_run["last_ckpt"], "--tokens", "20", "--repeats", "1", "--threads", "1")
     rows = {

@@ -133,3 +133,51 @@ def test_callbacks_none_records_no_dashboards_but_keeps_the_sample(small_corpus,
     acc.Reload()
     assert not any(t.startswith(("weights/", "view/")) for t in acc.Tags()["scalars"])
     assert acc.Tags()["images"] == [] and acc.Tags()["histograms"] == []
+
+
+def test_hparams_lists_the_swept_keys_first():
+    """TensorBoard orders HPARAMS columns by `differs`, then by name, and ticks the first ones."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.plugins.hparams.backend_context import _sort_and_reduce_to_hparams_limit
+    from torch.utils.tensorboard.summary import hparams
+
+    from minigpt.training.callbacks import swept_first
+
+    experiment, _, _ = hparams({"data.batch_ramp_start": 16, "model.n_layer": 2, "optim.lr": 1e-3}, {"eval/loss": 0})
+    content = swept_first(experiment, ["optim.lr"]).value[0].metadata.plugin_data.content
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    _sort_and_reduce_to_hparams_limit(data.experiment)
+    assert [i.name for i in data.experiment.hparam_infos] == ["optim.lr", "data.batch_ramp_start", "model.n_layer"]
+
+
+def test_custom_scalars_draw_one_layer_per_chart():
+    import re
+
+    from minigpt.probes import HEAD_SCORES
+    from minigpt.training.callbacks import head_layout
+
+    layout = head_layout(n_layer=2)
+    tags = [f"view/heads/induction/L{layer}H{head}" for layer in range(2) for head in range(4)]
+    charts = layout["heads: induction"]
+    assert list(charts) == ["layer 0", "layer 1"]
+    for layer, (_, [regex]) in enumerate(charts.values()):
+        assert [t for t in tags if re.fullmatch(regex, t)] == [f"view/heads/induction/L{layer}H{h}" for h in range(4)]
+    assert len(layout) == len(HEAD_SCORES) + 1  # a section per score, and the logit lens
+
+
+def test_validation_log_throughput_leaves_out_the_first_step():
+    """The first step pays the start-up (threads, memory): counting it made a short run's tokens/s
+    look many times lower than its steps ran at."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from minigpt.training.progress import ValidationLog
+
+    callback, trainer = ValidationLog(), SimpleNamespace(world_size=1)
+    callback.on_train_start(trainer, None)
+    batch = (torch.zeros(4, 8, dtype=torch.long), torch.zeros(4, 8, dtype=torch.long))
+    for i in range(3):
+        callback.on_train_batch_start(trainer, None, batch, i)
+        callback.on_train_batch_end(trainer, None, None, batch, i)
+    assert callback.tokens == 2 * 32  # steps 2 and 3 only

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, run_cli, train_cfg
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from minigpt.checkpoint.load import load_model
 from minigpt.data.labelled import read_labelled
 from minigpt.errors import ConfigError, DataError, VocabularyError
+from minigpt.figures import metric_name, read_scalars
 from minigpt.training.classifier import classify_texts, load_classifier, pool
 from minigpt.training.run import train
 
@@ -33,10 +33,7 @@ def classify_cfg(run_dir: Path, labelled: Path, init_from: str, *overrides: str)
 
 
 def scalars(run_dir: Path) -> dict[str, dict[int, float]]:
-    (events,) = (run_dir / "tensorboard").glob("events.out.tfevents.*")
-    acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+    return {tag: dict(points) for tag, points in read_scalars(run_dir / "tensorboard").items()}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +59,7 @@ def test_classifier_learns_speaker_headings_from_verse(classifier_run):
 
 def test_hparams_tab_shows_the_classifier_accuracy(classifier_run):
     """A classification sweep compares runs by accuracy, so HPARAMS lists it (not val/ppl)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     (events,) = (Path(classifier_run["run_dir"]) / "tensorboard").glob("events.out.tfevents.*")
@@ -69,7 +67,7 @@ def test_hparams_tab_shows_the_classifier_accuracy(classifier_run):
     acc.Reload()
     content = acc.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    tags = {metric_name(m.name.tag) for m in experiment.experiment.metric_infos}
     assert tags == {"val/loss", "val/acc", "val/best_loss", "val/best_acc"}
 
 

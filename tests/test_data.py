@@ -8,7 +8,14 @@ import threading
 import pytest
 import torch
 
-from minigpt.data.corpus import CharDataModule, FixedWindows, RandomWindows, read_corpus, resolve_corpus
+from minigpt.data.corpus import (
+    SHAKESPEARE_SHA256,
+    CharDataModule,
+    FixedWindows,
+    RandomWindows,
+    read_corpus,
+    resolve_corpus,
+)
 from minigpt.errors import DataError
 
 
@@ -26,19 +33,26 @@ def http_dir(tmp_path):
     server.shutdown()
 
 
-def test_download_verifies_the_real_hash_and_caches(http_dir, shakespeare, tmp_path):
-    from minigpt.data.corpus import SHAKESPEARE_SHA256
-
+def test_download_verifies_the_hash_and_caches(http_dir, small_corpus, tmp_path):
     www, base = http_dir
-    (www / "input.txt").write_bytes(shakespeare.read_bytes())
+    (www / "input.txt").write_bytes(small_corpus.read_bytes())
+    sha256 = hashlib.sha256(small_corpus.read_bytes()).hexdigest()
     cache = tmp_path / "cache"
-    got = resolve_corpus(None, "tinyshakespeare", str(cache), f"{base}/input.txt", SHAKESPEARE_SHA256)
-    assert got == cache / "tinyshakespeare" / "input.txt"
-    assert hashlib.sha256(got.read_bytes()).hexdigest() == SHAKESPEARE_SHA256
-    assert len(read_corpus(got)) == 1_115_394
+    got = resolve_corpus(None, "play", str(cache), f"{base}/input.txt", sha256)
+    assert got == cache / "play" / "input.txt"
+    assert got.read_bytes() == small_corpus.read_bytes()
     (www / "input.txt").unlink()  # the second call uses the cache, not the network
-    assert resolve_corpus(None, "tinyshakespeare", str(cache), f"{base}/input.txt", SHAKESPEARE_SHA256) == got
+    assert resolve_corpus(None, "play", str(cache), f"{base}/input.txt", sha256) == got
     assert [p.name for p in got.parent.iterdir()] == ["input.txt"]  # no temporary files left
+
+
+@pytest.mark.slow  # about Tiny Shakespeare itself: CI seeds it (.ci/run)
+def test_tiny_shakespeare_has_the_hash_size_and_split_the_docs_give(shakespeare):
+    assert hashlib.sha256(shakespeare.read_bytes()).hexdigest() == SHAKESPEARE_SHA256
+    dm = CharDataModule(block_size=64, path=str(shakespeare))
+    dm.setup()
+    assert len(read_corpus(shakespeare)) == 1_115_394 and dm.tokenizer.vocab_size == 65
+    assert len(dm.train_data) == 1_003_854 and len(dm.val_data) == 111_540
 
 
 def test_download_with_a_wrong_hash_leaves_nothing(http_dir, tmp_path):
@@ -56,6 +70,30 @@ def test_offline_without_cache_says_where_to_put_the_file(http_dir, tmp_path):
         resolve_corpus(None, "ts", str(tmp_path), f"{base}/missing.txt", None)
     with pytest.raises(DataError, match="could not download"):
         resolve_corpus(None, "ts", str(tmp_path), "http://127.0.0.1:9/input.txt", None)  # nothing listens
+
+
+def test_a_corpus_path_with_the_named_corpus_hash_is_kept_for_later_commands(small_corpus, tmp_path):
+    sha256 = hashlib.sha256(small_corpus.read_bytes()).hexdigest()
+    cache, nowhere = tmp_path / "cache", "http://127.0.0.1:9/input.txt"  # nothing listens on port 9
+    assert resolve_corpus(str(small_corpus), "play", str(cache), nowhere, sha256) == small_corpus
+    cached = cache / "play" / "input.txt"
+    assert cached.read_bytes() == small_corpus.read_bytes()
+    assert resolve_corpus(None, "play", str(cache), nowhere, sha256) == cached  # no download attempted
+    other = tmp_path / "other.txt"
+    other.write_text("another corpus")
+    assert resolve_corpus(str(other), "other", str(cache), nowhere, sha256) == other
+    assert not (cache / "other").exists()  # a file with another hash is read, never cached
+
+
+def test_a_missing_corpus_skips_a_slow_test_and_fails_it_under_ci(monkeypatch):
+    from conftest import missing_corpus
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must seed it"):
+        missing_corpus()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="Tiny Shakespeare not found"):
+        missing_corpus()
 
 
 def test_explicit_path_wins(tmp_path):
@@ -97,12 +135,15 @@ def test_too_short_corpus_names_the_split_and_the_fix(tmp_path):
         dm.setup()
 
 
-def test_split_is_90_10_and_vocabulary_comes_from_the_corpus(shakespeare):
-    dm = CharDataModule(block_size=64, path=str(shakespeare))
+def test_split_is_90_10_and_vocabulary_comes_from_the_corpus(small_corpus):
+    text = read_corpus(small_corpus)
+    dm = CharDataModule(block_size=64, path=str(small_corpus))
     dm.setup()
-    assert dm.tokenizer.vocab_size == 65
-    assert len(dm.train_data) == 1_003_854 and len(dm.val_data) == 111_540
-    assert dm.tokenizer.decode(dm.val_data[:10].tolist()) == read_corpus(shakespeare)[1_003_854:1_003_864]
+    assert dm.tokenizer.chars == sorted(set(text))
+    n_train = int(len(text) * 0.9)
+    assert len(dm.train_data) == n_train and len(dm.val_data) == len(text) - n_train
+    assert dm.tokenizer.decode(dm.val_data.tolist()) == text[n_train:]
+    assert dm.tokenizer.decode(dm.train_data[-10:].tolist()) == text[n_train - 10 : n_train]
 
 
 def test_random_windows_are_a_function_of_the_step():

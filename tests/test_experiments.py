@@ -2,6 +2,7 @@
 and the sweep report on complete and failed sweeps."""
 
 import csv
+import io
 import json
 import math
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from conftest import ROOT, compose_train, run_cli, train_cfg
 
-from minigpt.analysis.report import report, report_figures
+from minigpt.analysis.report import plot_curves, report, report_figures
 from minigpt.architectures import build_model
 from minigpt.checkpoint.load import load_model
 from minigpt.sampling import SamplingConfig, generate
@@ -139,10 +140,13 @@ def test_optuna_search_of_two_trials_records_a_failed_trial(tmp_path, small_corp
         "hydra.sweeper.params={model.n_embd: 'choice(16, 17)', model.n_layer: 'choice(1, 2)'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rep = report(tmp_path, tmp_path / "report")
+    printed = io.StringIO()
+    rep = report(tmp_path, tmp_path / "report", out=printed)
     status = {j["overrides"]["model.n_embd"]: j["status"] for j in rep["jobs"]}
-    # n_embd=17 is not divisible by tiny's 2 heads: that trial fails and the search still finishes
-    assert status == {"16": "ok", "17": "failed/incomplete"}
+    # n_embd=17 is not divisible by tiny's 2 heads: that trial fails before its first step, the
+    # search still finishes, and the report names the trial and leaves it out
+    assert status == {"16": "ok"}
+    assert "never reached a first step" in printed.getvalue() and "model.n_embd=17" in printed.getvalue()
     results = (tmp_path / "optimization_results.yaml").read_text()
     assert "model.n_embd: 16" in results
 
@@ -168,10 +172,11 @@ def test_report_on_a_sweep_with_a_failed_job(tmp_path, small_corpus, capsys):
     printed = capsys.readouterr().out
     jobs = {j["overrides"]["model.n_head"]: j for j in rep["jobs"]}
     assert jobs["2"]["status"] == "ok" and math.isfinite(jobs["2"]["best_val_loss"])
-    assert jobs["3"]["status"] == "failed/incomplete" and jobs["3"]["best_val_loss"] is None
-    assert rep["keys"] == ["model.n_head"] and "failed/incomplete" in printed
+    assert "3" not in jobs  # failed before its first step: named in a note, left out of the table
+    assert "never reached a first step (no log, no checkpoint): 1 (model.n_head=3)" in printed
+    assert rep["keys"] == ["model.n_head"]
     rows = list(csv.DictReader((tmp_path / "report.csv").read_text().splitlines()))
-    assert [r["model.n_head"] for r in rows] == ["2", "3"]
+    assert [r["model.n_head"] for r in rows] == ["2"]
     assert (tmp_path / "val_loss_curves.png").stat().st_size > 5000
     assert (tmp_path / "loss_vs_model.n_head.png").is_file()
     assert (tmp_path / "curves_train_loss.png").stat().st_size > 5000  # an extra overlaid tag
@@ -222,6 +227,26 @@ def test_report_draws_loss_vs_parameters_only_when_the_counts_differ(tmp_path, c
         "best validation loss against model.pos_encoding"
     ]
     assert "loss_vs_parameters" not in capsys.readouterr().out.split("wrote")[-1]
+
+
+def test_report_leaves_out_jobs_that_never_started_and_draws_losses_from_zero(tmp_path, capsys):
+    jobs = [("model.pos_encoding=learned", 9000, 2.31), ("model.pos_encoding=rope", 9000, 2.30)]
+    sweep_dir = fake_sweep(tmp_path / "sweep", jobs)
+    (sweep_dir / "2" / ".hydra").mkdir(parents=True)  # a job that failed before its first step
+    (sweep_dir / "2" / ".hydra" / "overrides.yaml").write_text("- model.pos_encoding=alibi\n")
+    rep = report(sweep_dir)
+    assert [j["job"] for j in rep["jobs"]] == ["0", "1"]
+    assert "left out job(s) that never reached a first step (no log, no checkpoint): 2" in capsys.readouterr().out
+    (bars,) = report_figures(rep["jobs"], rep["keys"])["loss_vs_model.pos_encoding"].axes
+    assert bars.get_ylim()[0] == 0  # a 0.01 difference drawn at its size
+
+    # a sweep of a few steps: one validation point per job, on an axis from step 0, with the
+    # training loss that led there
+    for job, (_, _, loss) in zip(rep["jobs"], jobs, strict=True):
+        job["scalars"] = {"val/loss": [(100, loss)], "train/loss": [(s, 4.2 - s / 50) for s in range(0, 100, 10)]}
+    (ax,) = plot_curves(rep["jobs"], rep["keys"]).axes
+    assert ax.get_xlim()[0] == 0 and ax.get_ylim()[0] == 0
+    assert len(ax.get_lines()) == 4 and ax.get_xlim()[1] >= 100
 
 
 def test_report_on_a_wrong_folder_is_one_line(tmp_path):

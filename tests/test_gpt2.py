@@ -24,12 +24,12 @@ transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def hf_dir(shakespeare: Path, tmp_path_factory) -> Path:
+def hf_dir(small_corpus: Path, tmp_path_factory) -> Path:
     """A small random GPT-2 saved by transformers (safetensors), with a BPE tokenizer trained on
-    a few KB of Tiny Shakespeare. Every weight, bias and gain is random, so a name mapped to the
+    a few KB of the small corpus. Every weight, bias and gain is random, so a name mapped to the
     wrong place or a missing transpose shows in the logits."""
     directory = tmp_path_factory.mktemp("gpt2")
-    tok = BPETokenizer.train([shakespeare.read_text()[:8000]], vocab_size=320)
+    tok = BPETokenizer.train([small_corpus.read_text()[:8000]], vocab_size=320)
     tok.tokenizer.save(str(directory / "tokenizer.json"))
     torch.manual_seed(0)
     config = transformers.GPT2Config(

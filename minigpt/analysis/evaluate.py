@@ -33,6 +33,7 @@ from minigpt.inference.quantize import check_quantize, device_for, quantize_mode
 from minigpt.io import json_safe
 from minigpt.model import GPT
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
+from minigpt.threads import resolve_threads, using_threads
 
 log = logging.getLogger("minigpt")
 LN2 = math.log(2)
@@ -77,6 +78,7 @@ def check_options(cfg: DictConfig) -> dict:
     if stride is not None:
         check_int(stride, "stride", 1, "null = block_size")
     check_unknown(cfg.get("unknown", "error"))
+    resolve_threads(cfg.get("threads", "auto"), 1, 1)  # a bad value: one line before the checkpoint loads
     gen = cfg.generation
     for key in ("prompts", "prompt_chars", "new_chars"):
         check_int(gen.get(key), f"generation.{key}", 1)
@@ -439,13 +441,17 @@ def run(cfg: DictConfig) -> dict:
     gen = cfg.generation
     check_generation_fits(ids.numel(), gen.prompts, gen.prompt_chars, gen.new_chars, loaded.tokenizer.kind)
     stride = cfg.get("stride")
-    metrics = loss_metrics(token_losses(loaded.model, ids, stride, cfg.get("batch_size", 64)))
+    batch, n_params, threads = cfg.get("batch_size", 64), loaded.model.num_params(), cfg.get("threads", "auto")
+    with using_threads(threads, n_params, batch * loaded.model.config.block_size):  # scoring: large passes
+        metrics = loss_metrics(token_losses(loaded.model, ids, stride, batch))
     result = {"checkpoint": str(ckpt), "text": description, "stride": stride or loaded.model.config.block_size}
     result["quantize"] = quantize
     result.update(metrics)
-    rows, prompts, samples = generation_table(
-        loaded, ids, strategies, gen.prompts, gen.prompt_chars, gen.new_chars, gen.seed, stride
-    )
+    beams = max((parse_strategy(name, s)[0] for name, s in strategies.items()), default=1)
+    with using_threads(threads, n_params, gen.prompts * beams):  # decoding: one token per prompt a step
+        rows, prompts, samples = generation_table(
+            loaded, ids, strategies, gen.prompts, gen.prompt_chars, gen.new_chars, gen.seed, stride
+        )
     result["generation"] = rows
     result["generation_settings"] = {k: gen[k] for k in ("prompts", "prompt_chars", "new_chars", "seed")}
     write_results(out_dir, result, prompts, samples, loaded.tokenizer.kind)

@@ -4,7 +4,12 @@ Reads every job directory of a Hydra multirun (its overrides, summary.json and T
 logs), prints a table, and writes `report.csv` plus plots: validation-loss curves overlaid,
 best validation loss against each swept parameter, and against the parameter count when the
 jobs' counts differ. Jobs that failed or are still running appear with their status and
-whatever they logged. The plots are `matplotlib.figure.Figure`s made without pyplot.
+whatever they logged; job folders that never reached a first step are named in a note and left
+out. The plots are `matplotlib.figure.Figure`s made without pyplot.
+
+Every loss axis starts at zero: a loss in nats per character has a natural zero (a perfect
+prediction), and from there a difference of 0.01 looks as small as it is; each point of the
+best-loss plots carries its value for the digits.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import yaml
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
 from minigpt.errors import MinigptError
@@ -126,6 +132,14 @@ def find_jobs(sweep_dir: Path) -> list[dict]:
     return [load_job(d) for d in sorted(dirs, key=lambda d: (len(d.name), d.name))]
 
 
+def never_started(job: dict, sweep_dir: Path) -> bool:
+    """A job folder with no summary, no logged scalar and no checkpoint: a job that failed before
+    its first step (a run removes such a folder itself when it made it) or has not reached it yet."""
+    if job["status"] != "failed/incomplete" or job["scalars"]:
+        return False
+    return not any((sweep_dir / job["job"] / "checkpoints").glob("*.ckpt"))
+
+
 def swept_keys(jobs: list[dict]) -> list[str]:
     """Override keys whose value differs between jobs (or the only overrides of a 1-job sweep)."""
     keys: list[str] = []
@@ -195,27 +209,40 @@ def print_table(jobs: list[dict], keys: list[str], out=None) -> None:
 
 def plot_curves(jobs: list[dict], keys: list[str], tag: str = "val/loss", log_y: bool = False) -> Figure | None:
     """One TensorBoard scalar (default: the validation loss) of every job, overlaid; None if no
-    job logged it."""
+    job logged it. The validation loss comes with each job's training loss, faint, in the same
+    colour: a sweep of few steps has one or two validation points, and the training curve shows
+    how the loss got there. Both axes start at zero (see the module's docstring)."""
     if not any(j["scalars"].get(tag) for j in jobs):
         return None
     fig = Figure(figsize=(7.5, 4.5), dpi=120, layout="constrained")
     ax = fig.subplots()
+    lowest = math.inf
     for j in jobs:
-        if j["scalars"].get(tag):
-            steps, values = zip(*j["scalars"][tag])
-            ax.plot(
-                steps,
-                values,
-                "o-",
-                ms=2.5,
-                lw=1.2,
-                label=f"{label(j, keys)} ({j['status']})" if j["status"] != "ok" else label(j, keys),
-            )
+        if not j["scalars"].get(tag):
+            continue
+        steps, values = zip(*j["scalars"][tag])
+        lowest = min(lowest, *values)
+        few = len(steps) <= 3  # a few points: markers big enough to see
+        (line,) = ax.plot(
+            steps,
+            values,
+            "o-",
+            ms=6 if few else 2.5,
+            lw=1.2,
+            label=f"{label(j, keys)} ({j['status']})" if j["status"] != "ok" else label(j, keys),
+        )
+        if tag == "val/loss" and j["scalars"].get("train/loss"):
+            train_steps, train_values = zip(*j["scalars"]["train/loss"])
+            ax.plot(train_steps, train_values, "-", lw=0.8, alpha=0.35, color=line.get_color())
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss (nats/char)" if tag == "val/loss" else tag)
-    ax.set_title("validation loss" if tag == "val/loss" else tag)
+    ax.set_title("validation loss (faint: training loss)" if tag == "val/loss" else tag)
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if log_y:
         ax.set_yscale("log", nonpositive="mask")  # exact zeros are left out
+    elif lowest >= 0:
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
@@ -241,9 +268,9 @@ def plot_vs(jobs: list[dict], xs: list, xlabel: str, log_x: bool = False) -> Fig
             ax.set_xscale("log")
     else:
         ax.bar([str(x) for x, _ in points], [y for _, y in points])
-        ax.set_ylim(min(y for _, y in points) * 0.95, max(y for _, y in points) * 1.02)
         for tick in ax.get_xticklabels():
             tick.set(rotation=30, ha="right")
+    ax.set_ylim(bottom=0, top=max(y for _, y in points) * 1.1)  # from zero: a difference looks its size
     for x, y in points:
         ax.annotate(
             f"{y:.3f}",
@@ -301,9 +328,14 @@ def report(
     jobs = find_jobs(sweep_dir)
     if not jobs:
         raise MinigptError(f"no Hydra jobs (folders with .hydra/) under {sweep_dir}")
+    keys = swept_keys(jobs)  # what the sweep varies, its unstarted jobs included
+    unstarted = [j for j in jobs if never_started(j, sweep_dir)]
+    if unstarted and len(unstarted) < len(jobs):
+        jobs = [j for j in jobs if j not in unstarted]
+        names = ", ".join(f"{j['job']} ({' '.join(f'{k}={v}' for k, v in j['overrides'].items())})" for j in unstarted)
+        print(f"note: left out job(s) that never reached a first step (no log, no checkpoint): {names}", file=out)
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = swept_keys(jobs)
     written = {"csv": out_dir / "report.csv"}
     write_csv(jobs, keys, written["csv"])
     figures = report_figures(jobs, keys, curves, log_y)

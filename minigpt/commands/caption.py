@@ -4,11 +4,12 @@ from omegaconf import DictConfig
 
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
-from minigpt.training.vlm import run
 
 
 @hydra_tool(CONF_DIR, "caption")
 def main(cfg: DictConfig) -> None:
+    from minigpt.training.vlm import run
+
     run(cfg)
 
 

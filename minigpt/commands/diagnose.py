@@ -2,13 +2,14 @@
 
 from omegaconf import DictConfig
 
-from minigpt.analysis.diagnose import run
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 
 
 @hydra_tool(CONF_DIR, "diagnose")
 def main(cfg: DictConfig) -> None:
+    from minigpt.analysis.diagnose import run
+
     run(cfg)
 
 

@@ -2,13 +2,14 @@
 
 from omegaconf import DictConfig
 
-from minigpt.analysis.evaluate import run
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 
 
 @hydra_tool(CONF_DIR, "evaluate")
 def main(cfg: DictConfig) -> None:
+    from minigpt.analysis.evaluate import run
+
     run(cfg)
 
 

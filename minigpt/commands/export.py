@@ -4,11 +4,12 @@ from omegaconf import DictConfig
 
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
-from minigpt.inference.export import run
 
 
 @hydra_tool(CONF_DIR, "export")
 def main(cfg: DictConfig) -> None:
+    from minigpt.inference.export import run
+
     run(cfg)
 
 

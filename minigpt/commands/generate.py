@@ -4,11 +4,12 @@ from omegaconf import DictConfig
 
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
-from minigpt.inference.generation import run
 
 
 @hydra_tool(CONF_DIR, "generate")
 def main(cfg: DictConfig) -> None:
+    from minigpt.inference.generation import run
+
     run(cfg)
 
 

@@ -2,13 +2,14 @@
 
 from omegaconf import DictConfig
 
-from minigpt.analysis.interpret import run
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 
 
 @hydra_tool(CONF_DIR, "interpret")
 def main(cfg: DictConfig) -> None:
+    from minigpt.analysis.interpret import run
+
     run(cfg)
 
 

@@ -2,13 +2,14 @@
 
 from omegaconf import DictConfig
 
-from minigpt.analysis.report import run
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 
 
 @hydra_tool(CONF_DIR, "report")
 def main(cfg: DictConfig) -> None:
+    from minigpt.analysis.report import run
+
     run(cfg)
 
 

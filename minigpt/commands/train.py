@@ -5,11 +5,12 @@ from omegaconf import DictConfig
 
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
-from minigpt.training.run import train
 
 
 @hydra_tool(CONF_DIR, "train")
 def main(cfg: DictConfig) -> float:
+    from minigpt.training.run import train
+
     return train(cfg)["best_val_loss"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from minigpt.errors import DataError
-from minigpt.io import file_problem
+from minigpt.io import atomic_write, file_problem
 from minigpt.tokenizer import TOKENIZERS, BPETokenizer, CharTokenizer, Tokenizer
 
 log = logging.getLogger("minigpt")
@@ -61,9 +62,14 @@ def resolve_corpus(
     url: str | None = None,
     sha256: str | None = None,
 ) -> Path:
-    """Where the corpus is: `path` if given; else `cache_dir/name/input.txt`; else download it there."""
+    """Where the corpus is: `path` if given; else `cache_dir/name/input.txt`; else download it there.
+    A `path` whose SHA-256 is the named corpus's is copied into the cache the first time, so later
+    commands find it there without `data.path` and without trying to download."""
     if path:
-        return Path(path).expanduser()
+        given = Path(path).expanduser()
+        if name and sha256:
+            remember(given, Path(cache_dir) / name / "input.txt", sha256)
+        return given
     if not name:
         raise DataError("no corpus given: data.path is required (pass data.path=/path/to/corpus.txt)")
     cached = Path(cache_dir) / name / "input.txt"
@@ -72,6 +78,23 @@ def resolve_corpus(
     if not url:
         raise DataError(f"corpus {name!r} is not at {cached} and has no download URL; pass data.path=...")
     return download(url, cached, sha256)
+
+
+def remember(given: Path, cached: Path, sha256: str) -> None:
+    """Copy `given` to `cached` (atomically) when the cache is empty and `given` has the expected
+    SHA-256. Anything else (another corpus, an unreadable file, a read-only cache) leaves the cache
+    as it is: the run reads `given` all the same."""
+    if cached.is_file() or not given.is_file():
+        return
+    try:
+        data = given.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return
+        atomic_write(cached, lambda f: f.write(data))
+    except OSError as e:
+        log.warning("could not keep a copy of %s in %s (%s); pass data.path again next time", given, cached, e)
+        return
+    log.info("copied %s to %s (SHA-256 checked): later commands find it there without data.path", given, cached)
 
 
 def check_corpus_file(path: Path) -> None:

@@ -22,6 +22,7 @@ from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, re
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
+from minigpt.threads import resolve_threads, using_threads
 from minigpt.tokenizer import TextStream
 
 
@@ -71,6 +72,7 @@ def check_counts(cfg: DictConfig) -> None:
     for key, low in (("max_new_tokens", 0), ("num_samples", 1), ("num_beams", 1)):
         check_int(cfg.get(key), key, low)
     check_seed(cfg.get("seed"))
+    resolve_threads(cfg.get("threads", "auto"), 1, 1)
     check_unknown(cfg.get("unknown", "error"))
     for key in ("use_cache", "stream", "interactive"):
         if not isinstance(cfg.get(key, False), bool):
@@ -256,21 +258,22 @@ def run(cfg: DictConfig) -> None:
     loaded = load_model(ckpt, device)
     n_params = loaded.model.num_params()  # counted before quantizing, which hides weights in packed buffers
     loaded.model = quantize_model(loaded.model, quantize)
-    print(
-        f"[minigpt] checkpoint {loaded.path} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
-        f"block {loaded.model.config.block_size} | {getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
-        f"device {device}",
-        file=sys.stderr,
-    )
-    for index, prompt in enumerate(read_prompts(cfg)):
-        start = time.perf_counter()
-        try:
-            n = complete(loaded, prompt, cfg, device, prompt_index=index)
-        except MinigptError as e:
-            if not cfg.interactive:
-                raise
-            print(f"error: {e}", file=sys.stderr)
-            continue
-        seconds = time.perf_counter() - start
-        rate = n / seconds if seconds > 0 else float("inf")
-        print(f"[minigpt] {n} tokens in {seconds:.2f} s ({rate:,.0f} tokens/s)", file=sys.stderr)
+    with using_threads(cfg.get("threads", "auto"), n_params, max(cfg.num_samples, cfg.num_beams)) as threads:
+        print(
+            f"[minigpt] checkpoint {loaded.path} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
+            f"block {loaded.model.config.block_size} | {getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
+            f"device {device}{f' | {threads} thread' + 's' * (threads > 1) if device.type == 'cpu' else ''}",
+            file=sys.stderr,
+        )
+        for index, prompt in enumerate(read_prompts(cfg)):
+            start = time.perf_counter()
+            try:
+                n = complete(loaded, prompt, cfg, device, prompt_index=index)
+            except MinigptError as e:
+                if not cfg.interactive:
+                    raise
+                print(f"error: {e}", file=sys.stderr)
+                continue
+            seconds = time.perf_counter() - start
+            rate = n / seconds if seconds > 0 else float("inf")
+            print(f"[minigpt] {n} tokens in {seconds:.2f} s ({rate:,.0f} tokens/s)", file=sys.stderr)

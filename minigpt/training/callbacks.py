@@ -12,9 +12,10 @@ switched off one by one (`~callbacks.attention`) or all together (`callbacks=non
 - `HeadScores`: what each attention head does (previous-token, induction, ... scores) and the
   logit-lens loss after each block, as scalars, to watch heads form during training.
 
-Tags are named so that TensorBoard, which sorts groups by name, shows the loss first: `train/*`
-and `val/*` (loss, perplexity, bits per character, learning rate), then `view/*` (attention and
-logits) and `weights/*` (gradient, weight and update norms).
+Tags are named so that TensorBoard, which sorts groups and cards by name and opens the first two
+groups, opens on the losses: `eval/*` (the validation metrics, `val/*` in the code, written under
+`minigpt.figures.tensorboard_tag`) then `train/*`, each with `loss` first, then `view/*`
+(attention and logits) and `weights/*` (gradient, weight and update norms).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from minigpt.figures import plot_attention, plot_attention_mean, show_char
+from minigpt.figures import plot_attention, plot_attention_mean, show_char, tensorboard_tag
 from minigpt.model import GPT
 from minigpt.probes import (
     HEAD_SCORES,
@@ -97,8 +98,9 @@ class HParamsSummary(L.Callback):
     Not `TensorBoardLogger.log_hyperparams(params, metrics)`: it also logs each metric as a scalar
     at step 0, a false first point on every val/loss chart; here only the HPARAMS summary is written."""
 
-    def __init__(self, run_config: dict) -> None:
+    def __init__(self, run_config: dict, swept: Sequence[str] = ()) -> None:
         self.params = hparam_values(run_config)
+        self.swept = [key for key in swept if key in self.params]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step > 0:  # a resumed run already has its entry
@@ -107,8 +109,22 @@ class HParamsSummary(L.Callback):
             if isinstance(logger, TensorBoardLogger):
                 writer = logger.experiment._get_file_writer()
                 metrics = getattr(pl_module, "hparam_metrics", HPARAM_METRICS)
-                for summary in hparams(self.params, {m: 0.0 for m in metrics}):
+                experiment, *sessions = hparams(self.params, {tensorboard_tag(m): 0.0 for m in metrics})
+                for summary in (swept_first(experiment, self.swept), *sessions):
                     writer.add_summary(summary)
+
+
+def swept_first(experiment, swept: Sequence[str]):
+    """The HPARAMS experiment summary with the sweep's keys marked as differing: TensorBoard lists
+    (and ticks) the hyperparameters that differ first, but cannot tell from one run which do."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in swept
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return experiment
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -331,7 +347,7 @@ class HeadScores(EveryNValidations):
     (previous-token, current-token, first-position, last newline and space, distance, induction) on the
     first `n_windows` validation windows and `n_random` repeated random sequences; and
     `view/lens/<point>`: the logit-lens loss of those windows after the embeddings and after each
-    block. A CUSTOM SCALARS layout draws each score's heads as lines of one chart, so the step at
+    block. A CUSTOM SCALARS layout draws each score's heads as lines, one chart per layer, so the step at
     which a previous-token or an induction head forms shows beside the loss. Lightning has no
     callback that measures attention heads."""
 
@@ -354,7 +370,7 @@ class HeadScores(EveryNValidations):
         for point, loss in zip(lens_points(model.config.n_layer), lens_losses(model, windows)):
             writer.add_scalar(f"view/lens/{point}", loss, step)
         if not self._layout_written:
-            writer.add_custom_scalars(head_layout())
+            writer.add_custom_scalars(head_layout(model.config.n_layer))
             self._layout_written = True
 
 
@@ -367,8 +383,12 @@ def write_head_scores(writer: SummaryWriter, scores: dict[str, torch.Tensor], st
                     writer.add_scalar(f"view/heads/{name}/L{layer}H{head}", value, step)
 
 
-def head_layout() -> dict:
-    """The CUSTOM SCALARS charts of `HeadScores`: one per head score with every head as a line,
+def head_layout(n_layer: int) -> dict:
+    """The CUSTOM SCALARS charts of `HeadScores`: per head score a section with one chart per layer,
+    that layer's heads as lines (so a chart holds n_head lines per run, few enough to tell apart),
     and the logit-lens loss with every layer as a line."""
-    heads = {name: ["Multiline", [f"view/heads/{name}/.*"]] for name in HEAD_SCORES}
-    return {"heads": heads, "logit lens": {"loss after each block": ["Multiline", ["view/lens/.*"]]}}
+    layout = {
+        f"heads: {name}": {f"layer {i}": ["Multiline", [f"view/heads/{name}/L{i}H.*"]] for i in range(n_layer)}
+        for name in HEAD_SCORES
+    }
+    return {**layout, "logit lens": {"loss after each block": ["Multiline", ["view/lens/.*"]]}}

@@ -56,21 +56,28 @@ class TrainProgressBar(TQDMProgressBar):
 
 class ValidationLog(L.Callback):
     """After each validation, one log line: step, train and validation loss, training throughput
-    (tokens per second of training, validation excluded) and the time since training began."""
+    and the time since training began. Throughput is tokens per second of the training steps after
+    the first: validation is excluded, and so is the first step, which pays the start-up (threads,
+    memory, lazy initialisation) and would make a short run look many times slower than it is."""
 
     def __init__(self) -> None:
         self.started: float | None = None
         self.tokens = 0
         self.train_seconds = 0.0
         self._batch_start: float | None = None
+        self._first_done = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = time.perf_counter()
+        self._first_done = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self._first_done:
+            self._first_done = True
+            return
         self.tokens += batch[0].numel() * trainer.world_size
         if self._batch_start is not None:
             self.train_seconds += time.perf_counter() - self._batch_start

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +27,12 @@ from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
 from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of, swept_overrides
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
-from minigpt.figures import plot_loss_curve
+from minigpt.figures import plot_loss_curve, tensorboard_tag
 from minigpt.io import json_safe
 from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.training.checkpoint_io import SafeCheckpointIO
-from minigpt.training.lock import holds_run_dir, lock_run_dir
+from minigpt.training.lock import LOCK_FILE, holds_run_dir, lock_run_dir
 from minigpt.training.memory import check_training_memory
 from minigpt.training.module import LitGPT
 from minigpt.training.precision import check_matmul_precision, set_matmul_precision
@@ -184,6 +187,47 @@ def prepare_run_dir(run_dir: Path, resume_from: Path | None) -> None:
     lock_run_dir(run_dir)  # one run at a time in a directory, until train returns (training/lock.py)
 
 
+# the run directories (and sweep directories) this process created, resolved
+_made: set[Path] = set()
+# what a run writes into its directory by itself, besides Hydra's `<job>.log`
+RUN_FILES = {".hydra", "tensorboard", "checkpoints", LOCK_FILE}
+
+
+def note_if_new(folder: Path) -> None:
+    """Remember `folder` as made by this process if it does not exist yet (it is about to be)."""
+    if not folder.exists():
+        _made.add(folder.resolve())
+
+
+def made_by_this_process(run_dir: Path) -> bool:
+    """Whether this process creates `run_dir`: it does not exist yet, or it (or the sweep folder
+    holding it) was noted before Hydra made it."""
+    resolved = run_dir.resolve()
+    return not run_dir.exists() or any(p in _made for p in (resolved, *resolved.parents))
+
+
+@contextlib.contextmanager
+def removed_if_no_step(run_dir: Path, made: bool) -> Iterator[list[L.Trainer]]:
+    """Remove `run_dir` when the run fails before its first optimizer step (a corpus that does not
+    download, a bad option found late), so no empty run is left for `report` to list. Only a folder
+    this process created, holding only what a run writes itself and no checkpoint, is removed."""
+    started: list[L.Trainer] = []
+    try:
+        yield started
+    except BaseException:
+        if made and rank_zero_only.rank == 0 and not any(t.global_step for t in started):
+            remove_unstarted(run_dir)
+        raise
+
+
+def remove_unstarted(run_dir: Path) -> None:
+    entries = {p.name for p in run_dir.iterdir() if not p.name.endswith(".log")} if run_dir.is_dir() else set()
+    ckpts = list((run_dir / "checkpoints").glob("*")) if (run_dir / "checkpoints").is_dir() else []
+    if entries <= RUN_FILES and not ckpts:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.info("removed %s: the run failed before its first step", run_dir)
+
+
 class RunDirCheck(Callback):
     """A Hydra callback (conf/train.yaml, hydra.callbacks) that checks the run directory before
     Hydra creates it and writes `.hydra/` and `train.log` into it: an unwritable directory, or a
@@ -194,10 +238,14 @@ class RunDirCheck(Callback):
         if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP worker joins rank 0's directory
             return
         run_dir = Path(str(config.hydra.run.dir))
+        note_if_new(run_dir)
         try:
             prepare_run_dir(run_dir, resume_path_of(config, run_dir))
         except RunDirError as e:
             fail(str(e))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        note_if_new(Path(str(config.hydra.sweep.dir)))  # then every job folder in it is this sweep's
 
 
 @holds_run_dir
@@ -207,32 +255,35 @@ def train(cfg: DictConfig) -> dict:
     check_trainer_config(cfg)
     check_training_memory(cfg)
     run_dir = run_dir_of(cfg)
+    made = made_by_this_process(run_dir)
     resume_from = resume_path_of(cfg, run_dir)
     prepare_run_dir(run_dir, resume_from)
-    set_matmul_precision(cfg.get("matmul_precision", "high"), cfg.trainer.get("accelerator"))
-    if cfg.get("keep_freed_memory", True):
-        keep_freed_memory()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    with removed_if_no_step(run_dir, made) as started:
+        set_matmul_precision(cfg.get("matmul_precision", "high"), cfg.trainer.get("accelerator"))
+        if cfg.get("keep_freed_memory", True):
+            keep_freed_memory()
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule, module = build_task(cfg)
-    check_sample_prompt(cfg, module)
-    if cfg.get("compile"):
-        module.model.compile()  # in place: state_dict names stay those of the plain model
-    log_model(module)
-    if resume_from is not None:
-        ckpt = check_resumable(
-            resume_from, module.tokenizer.serialize(), module.config.to_dict(), set(module.state_dict())
-        )
-        log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
-        del ckpt
+        datamodule, module = build_task(cfg)
+        check_sample_prompt(cfg, module)
+        if cfg.get("compile"):
+            module.model.compile()  # in place: state_dict names stay those of the plain model
+        log_model(module)
+        if resume_from is not None:
+            ckpt = check_resumable(
+                resume_from, module.tokenizer.serialize(), module.config.to_dict(), set(module.state_dict())
+            )
+            log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
+            del ckpt
 
-    trainer, parts = make_trainer(cfg, run_dir, module)
-    start = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    except TrainingDiverged as e:
-        kept = parts.last.path if parts.last.path.is_file() else None
-        raise TrainingDiverged(f"{e}; last good checkpoint: {kept or 'none yet'}") from None
+        trainer, parts = make_trainer(cfg, run_dir, module)
+        started.append(trainer)
+        start = time.perf_counter()
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        except TrainingDiverged as e:
+            kept = parts.last.path if parts.last.path.is_file() else None
+            raise TrainingDiverged(f"{e}; last good checkpoint: {kept or 'none yet'}") from None
     summary = summarize(cfg, trainer, module, parts, run_dir, time.perf_counter() - start)
     if trainer.is_global_zero:
         finish(cfg, module, run_dir, summary)
@@ -300,7 +351,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, module: L.LightningModule) -> t
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(TrainProgressBar())
     if rank_zero_only.rank == 0:  # other DDP ranks have no TensorBoard writer
-        callbacks.append(HParamsSummary(module.hparams.run_config))
+        swept = [o.split("=", 1)[0].lstrip("+~") for o in swept_overrides()]
+        callbacks.append(HParamsSummary(module.hparams.run_config, swept))
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     logger = RunLogger(save_dir=str(run_dir), name="tensorboard", version=run_name(), default_hp_metric=False)
     trainer: L.Trainer = instantiate(
@@ -315,11 +367,12 @@ def make_trainer(cfg: DictConfig, run_dir: Path, module: L.LightningModule) -> t
 
 
 class RunLogger(TensorBoardLogger):
-    """TensorBoard without Lightning's `epoch` scalar: the stream of training windows is endless,
-    so the epoch is always 0 and its chart would only push the loss charts aside."""
+    """TensorBoard without Lightning's `epoch` scalar (the stream of training windows is endless,
+    so the epoch is always 0 and its chart would only push the loss charts aside), with each metric
+    under its TensorBoard tag (`tensorboard_tag`: `val/loss` as `eval/loss`, the first chart)."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+        super().log_metrics({tensorboard_tag(k): v for k, v in metrics.items() if k != "epoch"}, step)
 
 
 def run_name() -> str:

@@ -1,0 +1,69 @@
+"""How many CPU threads generation and evaluation use: `threads=auto` picks by the work of one
+step, an integer overrides.
+
+The work of one forward pass is about parameters x tokens multiply-adds, where tokens is the
+number of positions it computes: one per sequence for a generated token with the KV cache, batch
+x block_size when windows are scored. A step waits for its slowest thread, so a thread that has
+to wait for a core stalls the whole step: on a busy machine two threads ran 10 to 30 times
+slower than one (benchmarks/bench_generate.py --threads-table, docs/performance.md). So a pass
+below AUTO_ONE_THREAD_BELOW (too little work to share, even on idle cores) runs on one thread,
+and a larger one on the cores no other process is running on right now (at least one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from minigpt.errors import ConfigError
+
+AUTO_ONE_THREAD_BELOW = 256_000_000  # parameters x tokens of one forward pass
+
+
+def auto_threads(parameters: int, tokens: int, available: int | None = None) -> int:
+    """The thread count `threads=auto` picks for forward passes over `tokens` positions of a model
+    of `parameters` parameters, out of `available` (PyTorch's count by default)."""
+    available = available or torch.get_num_threads()
+    if parameters * tokens < AUTO_ONE_THREAD_BELOW:
+        return 1
+    return max(1, min(available, (os.cpu_count() or available) - others_running()))
+
+
+def others_running(samples: int = 5) -> int:
+    """How many other processes' threads are running or waiting for a core now: the runnable count
+    of /proc/loadavg (which counts this process), median of a few reads; 0 where there is none."""
+    counts = []
+    for _ in range(samples):
+        try:
+            running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
+        except (OSError, IndexError):
+            return 0
+        counts.append(int(running) - 1)
+        time.sleep(0.002)
+    return max(0, sorted(counts)[len(counts) // 2])
+
+
+def resolve_threads(setting: int | str | None, parameters: int, tokens: int) -> int:
+    """`threads=` of generate and evaluate: auto (or null), or a count >= 1; one line otherwise."""
+    if setting is None or setting == "auto":
+        return auto_threads(parameters, tokens)
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ConfigError(f"threads must be auto or a whole number >= 1, got {setting!r}")
+    return min(setting, os.cpu_count() or setting)
+
+
+@contextlib.contextmanager
+def using_threads(setting: int | str | None, parameters: int, tokens: int) -> Iterator[int]:
+    """Run the block with the thread count `setting` resolves to, then restore PyTorch's."""
+    before = torch.get_num_threads()
+    n = resolve_threads(setting, parameters, tokens)
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
