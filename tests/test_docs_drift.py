@@ -482,3 +482,60 @@ def test_a_page_that_enumerates_a_tuple_of_the_code_names_all_of_it(page, name):
 def test_conf_loads_as_yaml():
     """conf_keys reads every file of conf/ (a file it cannot read would hide its keys)."""
     assert all(isinstance(OmegaConf.load(p), DictConfig) for p in CONF.rglob("*.yaml"))
+
+
+# ------------------------------------------------------------------ the learning path
+
+
+def nav_pages() -> list[str]:
+    """The pages of the site's navigation, in order (paths relative to docs/)."""
+    import yaml
+
+    def leaves(node: object) -> list[str]:
+        if isinstance(node, str):
+            return [node]
+        if isinstance(node, list):
+            return [p for item in node for p in leaves(item)]
+        return [p for value in node.values() for p in leaves(value)] if isinstance(node, dict) else []
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    return leaves(config["nav"])
+
+
+def links_of(markdown: str) -> set[str]:
+    """The pages a markdown text links to, without their anchors."""
+    return {href.split("#")[0] for href in re.findall(r"\]\(([^)\s]+)\)", markdown) if "://" not in href}
+
+
+def where_next(page: str) -> str:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return text.split("\n## Where next\n", 1)[1] if "\n## Where next\n" in text else ""
+
+
+def test_the_home_page_links_every_page_and_the_notebooks():
+    linked = links_of((DOCS / "index.md").read_text(encoding="utf-8"))
+    pages = [p for p in nav_pages() if p != "index.md" and not p.startswith("notebooks/")]
+    assert [p for p in pages if p not in linked] == []
+    assert any(p.startswith("notebooks/") for p in linked)
+
+
+def test_every_page_ends_with_where_next_and_the_path_reaches_heads_vlm_and_the_notebooks():
+    pages = [p for p in nav_pages() if p.endswith(".md") and p not in ("index.md", "api.md")]
+    assert [p for p in pages if not links_of(where_next(p))] == []
+    reached = set().union(*(links_of(where_next(p)) for p in pages))
+    assert {"heads.md", "vlm.md"} <= reached
+    assert any(p.startswith("notebooks/") for p in reached)
+
+
+def test_the_notebooks_come_before_the_api_reference_in_the_navigation():
+    pages = nav_pages()
+    assert max(i for i, p in enumerate(pages) if p.startswith("notebooks/")) < pages.index("api.md")
+
+
+def test_the_file_tree_of_the_contributing_page_names_every_module():
+    text = (DOCS / "contributing.md").read_text(encoding="utf-8")
+    tree = re.search(r"## The files\n\n```\n(.*?)```", text, flags=re.S).group(1)
+    modules = sorted(p for p in (ROOT / "minigpt").rglob("*.py") if p.stem not in ("__init__", "__main__"))
+    named = set(re.findall(r"[\w]+\.py", tree))
+    missing = [str(p.relative_to(ROOT)) for p in modules if p.name not in named and "commands" not in p.parts]
+    assert missing == []
