@@ -220,7 +220,8 @@ def classes() -> dict[str, str]:
 
 # ------------------------------------------------------------------ the checks, one per kind of mention
 
-PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(re.escape(r) for r in ROOTS)})/[\w.*/-]*[\w*])")
+# a path ends where no path character or placeholder (`tests/test_<name>.py`) follows
+PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(re.escape(r) for r in ROOTS)})/[\w.*/-]*[\w*])(?![\w*/<-]|\.\w)")
 BARE_FILE = re.compile(rf"(?<![\w./<-])([\w-]+\.(?:{'|'.join(SOURCE_EXTENSIONS)}))(?![\w/-])")
 
 
