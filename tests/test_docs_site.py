@@ -29,7 +29,9 @@ def newest_source() -> float:
     times = []
     for name in SOURCES:
         path = ROOT / name
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        files = (
+            [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        )
         times += [p.stat().st_mtime for p in files]
     return max(times)
 
