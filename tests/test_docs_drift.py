@@ -421,6 +421,16 @@ def test_each_kind_of_drift_is_reported(text, problem):
     assert drift(text) == [problem]
 
 
+def test_a_notebooks_markdown_is_read_from_both_formats(tmp_path):
+    percent = tmp_path / "nb.py"
+    percent.write_text("# %% [markdown]\n# Run `make tset`.\n\n# %%\nx = 1  # `make nothing` in code\n")
+    ipynb = tmp_path / "nb.ipynb"
+    cells = [{"cell_type": "markdown", "source": ["Run `make tset`."]}, {"cell_type": "code", "source": ["`make no`"]}]
+    ipynb.write_text(json.dumps({"cells": cells}))
+    for path in (percent, ipynb):
+        assert drift(notebook_markdown(path)) == ["make target tset is not in the Makefile"]
+
+
 def test_names_that_exist_are_not_reported():
     text = (
         "`python train.py model=tiny optim.lr=3e-3 ~callbacks.ema hydra/launcher=local hydra.run.dir=x`, "
