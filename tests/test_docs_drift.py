@@ -5,7 +5,7 @@ Checked in every text: file paths (`minigpt/model.py`, `conf/model/tiny.yaml`, `
 config groups and options (`model=small`, `hydra/launcher=slurm`), config keys
 (`optim.lr=3e-3`, `trainer.max_time`, `~callbacks.ema`, `top_p=0.9` in a command), tools
 (`python -m minigpt interpret`), make targets (`make test-slow`), tests
-(`tests/test_model.py::test_causal`), names said to live in a file (`hydra_tool` in
+(`tests/test_model.py::test_causal`, `tests/test_model.py -k rope`), names said to live in a file (`hydra_tool` in
 `minigpt/cli.py`, `GPT.attention_bias`) and README sections a comment points to. Checked once:
 every module of minigpt/ has its `::: module` on the API page, every option of every config group
 and every tool's config is in the tree of docs/configs.md, and the pages that enumerate a tuple of
@@ -318,11 +318,16 @@ def make_problems(text: str) -> list[str]:
 
 
 def named_test_problems(text: str) -> list[str]:
-    """`tests/test_x.py::test_y` whose file does not define test_y."""
+    """`tests/test_x.py::test_y` whose file does not define test_y, and `tests/test_x.py -k word`
+    where no test of the file has `word` in its name (pytest would select nothing)."""
     problems = []
     for path, name in re.findall(r"(tests/test_\w+\.py)::(\w+)", text):
         if (ROOT / path).is_file() and name not in defined_names(path):
             problems.append(f"test {path}::{name} does not exist")
+    for path, word in re.findall(r"(tests/test_\w+\.py) -k (\w+)", text):
+        source = (ROOT / path).read_text(encoding="utf-8") if (ROOT / path).is_file() else ""
+        if source and not re.search(rf"def test_\w*{word}", source):
+            problems.append(f"no test of {path} has {word} in its name")
     return problems
 
 
@@ -411,6 +416,7 @@ def test_a_renamed_path_is_reported():
         ("`python -m minigpt interpet ckpt=x`", "tool interpet is not in TOOLS"),
         ("then `make tests`", "make target tests is not in the Makefile"),
         ("see `tests/test_model.py::test_nothing_here`", "test tests/test_model.py::test_nothing_here does not exist"),
+        ("`pytest tests/test_model.py -k nothing_here`", "no test of tests/test_model.py has nothing_here in its name"),
         ("the tool uses `friendly_error` in `minigpt/cli.py`", "friendly_error is not defined in minigpt/cli.py"),
         ("the mask is built in `GPT.attention_mask`", "GPT.attention_mask does not exist (minigpt/model.py)"),
         ('see README "Configs and overrides"', 'README has no section "Configs and overrides"'),
