@@ -5,11 +5,13 @@ Checked in every text: file paths (`minigpt/model.py`, `conf/model/tiny.yaml`, `
 config groups and options (`model=small`, `hydra/launcher=slurm`), config keys
 (`optim.lr=3e-3`, `trainer.max_time`, `~callbacks.ema`, `top_p=0.9` in a command), tools
 (`python -m minigpt interpret`), make targets (`make test-slow`), tests
-(`tests/test_model.py::test_causal`, `tests/test_model.py -k rope`), names said to live in a file (`hydra_tool` in
-`minigpt/cli.py`, `GPT.attention_bias`) and README sections a comment points to. Checked once:
-every module of minigpt/ has its `::: module` on the API page, every option of every config group
-and every tool's config is in the tree of docs/configs.md, and the pages that enumerate a tuple of
-the code (the head scores, the tools, the position encodings) name all of it.
+(`tests/test_model.py::test_causal`, `tests/test_model.py -k rope`), names said to live in a file
+(`hydra_tool` in `minigpt/cli.py`, `GPT.attention_bias`) and README sections a comment points to.
+Checked once: every module of minigpt/ has its `::: module` on the API page, every option of every
+config group and every tool's config is in the tree of docs/configs.md, every tool is run somewhere
+in the docs, and the pages that enumerate a tuple of the code (the head scores, the position
+encodings) name all of it. The learning path: the home page links every page, and every page ends
+with a "Where next" list.
 """
 
 from __future__ import annotations
@@ -455,6 +457,11 @@ def test_every_module_is_on_the_api_page():
             modules.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     missing = sorted(m for m in modules - api if m != "minigpt")
     assert missing == []
+
+
+def test_every_tool_is_run_somewhere_in_the_docs():
+    texts = " ".join(doc_texts().values())
+    assert [t for t in tools() if f"python -m minigpt {t}" not in texts and f"{t}.py" not in texts] == []
 
 
 def configs_tree() -> dict[str, str]:
