@@ -57,7 +57,8 @@ def save(fig, name: str) -> None:
     path = IMAGES / name
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
-    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    print(f"wrote {shown} ({path.stat().st_size // 1024} KB)")
 
 
 # --------------------------------------------------------------------------- the whole model
