@@ -1,17 +1,21 @@
-"""The documentation site opened as the README says, from disk (site/index.html under file://), in a
-real headless Chromium (the system's, driven by Playwright): every navigation link opens its page,
-not a directory listing; every link, image, script and stylesheet of every page names a file that
-exists; nothing is loaded from anywhere else; search finds pages without a server.
+"""The documentation site opened as the README says, from disk (site/index.html under file://), and
+from a web server, in a real headless Chromium (the system's, driven by Playwright): every
+navigation link opens its page, not a directory listing; every link, image, script and stylesheet
+of every page names a file that exists; nothing is loaded from anywhere else; search finds pages,
+with a server and without one.
 
 The site is the one `make docs` built into site/ (CI runs `make docs` before `make test-slow`);
 when site/ is missing or older than its sources, the test builds its own copy."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
+import threading
 from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -92,19 +96,52 @@ def test_a_link_to_a_folder_is_reported(tmp_path):
 
 
 @pytest.fixture(scope="module")
+def server(site):
+    """The site served over HTTP on a free local port, as a web server would: its root URL."""
+    handler = functools.partial(Quiet, directory=str(site))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+        httpd.shutdown()
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no line per request in the test output
+        pass
+
+
+@pytest.fixture(scope="module", params=["disk", "server"])
+def root(request, site) -> str:
+    """The URL of the site's folder: file:// (site/index.html opened from disk) or http://."""
+    return site.as_uri() + "/" if request.param == "disk" else request.getfixturevalue("server")
+
+
+@pytest.fixture(scope="module")
 def browser(site):
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH: install the chromium package")
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})  # the navigation sidebar shown
-        requests: list[str] = []
-        failed: list[str] = []
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("requestfailed", lambda r: failed.append(r.url))
-        yield page, requests, failed
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page, wide enough for the navigation sidebar, recording every request and every one
+    that failed: not found on disk, or an HTTP error. A request the next navigation cancels
+    (ERR_ABORTED) is no broken link."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.requests, page.failed = [], []
+    page.on("request", lambda r: page.requests.append(r.url))
+    page.on(
+        "requestfailed", lambda r: "ERR_ABORTED" in (r.failure or "") or page.failed.append(f"{r.url}: {r.failure}")
+    )
+    page.on("response", lambda r: r.status < 400 or page.failed.append(f"{r.url}: HTTP {r.status}"))
+    yield page
+    page.close()
 
 
 def nav_links(page) -> list[tuple[str, str]]:
@@ -115,9 +152,8 @@ def nav_links(page) -> list[tuple[str, str]]:
     return [(text, href) for text, href in links if not href.startswith("#")]
 
 
-def test_every_navigation_link_opens_its_page_from_disk(site, browser):
-    page, requests, failed = browser
-    index = (site / "index.html").as_uri()
+def test_every_navigation_link_opens_its_page(root, page):
+    index = root + "index.html"
     page.goto(index)
     links = nav_links(page)
     assert len(links) >= 20, links
@@ -125,20 +161,19 @@ def test_every_navigation_link_opens_its_page_from_disk(site, browser):
         page.goto(index)
         page.click(f".md-nav--primary a.md-nav__link[href='{href}']")
         page.wait_for_load_state()
-        assert page.url.startswith("file://") and page.url.endswith(".html"), (text, page.url)
+        assert page.url.startswith(root) and page.url.endswith(".html"), (text, page.url)
         body = page.inner_text("body")
-        assert "Index of" not in body, (text, page.url)
+        assert "Index of" not in body and "Directory listing" not in body, (text, page.url)
         assert page.locator("article h1").count() >= 1, (text, page.url)
         assert page.title() in (f"{text} - {SITE_NAME}", SITE_NAME), (text, page.title())
-    assert failed == []
-    assert all(url.startswith("file://") for url in requests), [u for u in requests if not u.startswith("file://")]
+    assert page.failed == []
+    assert [url for url in page.requests if not url.startswith(root)] == []  # nothing from anywhere else
 
 
-def test_search_finds_pages_without_a_server(site, browser):
-    page, _, failed = browser
-    page.goto((site / "index.html").as_uri())
+def test_search_finds_pages(root, page):
+    page.goto(root + "index.html")
     page.fill("input.md-search__input", "attention")
     page.wait_for_selector(".md-search-result__item", timeout=10_000)
     first = page.get_attribute(".md-search-result__item a", "href")
-    assert first and first.startswith("file://") and ".html" in first, first
-    assert failed == []
+    assert first and first.startswith(root) and ".html" in first, first
+    assert page.failed == []
