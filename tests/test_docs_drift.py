@@ -63,6 +63,7 @@ def conf_comments(path: Path) -> str:
     return "\n".join(line.split("#", 1)[1] for line in lines if line.lstrip().startswith("#"))
 
 
+@functools.cache
 def doc_texts() -> dict[str, str]:
     """Every text a reader follows, by its path in the repository."""
     paths = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted(DOCS.glob("*.md"))]
