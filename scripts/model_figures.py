@@ -382,7 +382,7 @@ def draw_kv_cache(model: GPT, prompt: str, steps: int = 4) -> plt.Figure:
 
 
 FILTERS = (
-    ("temperature=1 (the model's own)", SamplingConfig()),
+    ("temperature=1", SamplingConfig()),
     ("temperature=0.5", SamplingConfig(temperature=0.5)),
     ("temperature=1.5", SamplingConfig(temperature=1.5)),
     ("top_k=5", SamplingConfig(top_k=5)),
