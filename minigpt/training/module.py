@@ -70,7 +70,7 @@ class LitGPT(L.LightningModule):
 
     def _log_loss(self, stage: str, loss: torch.Tensor, on_step: bool) -> None:
         """Loss in nats, perplexity e^loss and bits per character loss / ln 2. All three are per
-        token: with a BPE tokenizer `bpc` is bits per token (see README, BPE tokenizer)."""
+        token: with a BPE tokenizer `bpc` is bits per token (see docs/beyond-training.md)."""
         kw = dict(on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
         self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
         self.log(f"{stage}/ppl", torch.exp(loss), **kw)
