@@ -523,7 +523,11 @@ def nav_pages() -> list[str]:
             return [p for item in node for p in leaves(item)]
         return [p for value in node.values() for p in leaves(value)] if isinstance(node, dict) else []
 
-    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    class Loader(yaml.SafeLoader):
+        """mkdocs.yml's own tags (`!ENV [NAME, default]`) read as their default."""
+
+    Loader.add_constructor("!ENV", lambda loader, node: loader.construct_sequence(node)[-1])
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
     return leaves(config["nav"])
 
 
