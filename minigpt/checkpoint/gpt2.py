@@ -26,7 +26,13 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
 from minigpt.checkpoint.format import INT_LIMIT, CheckpointMeta, LoadedModel, first_line, is_number, printable, shown
-from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
+from minigpt.checkpoint.weights import (
+    check_memory,
+    check_tensor_values,
+    check_tensors,
+    check_weight_count,
+    load_weights,
+)
 from minigpt.errors import CheckpointError, ConfigError
 from minigpt.io import file_problem
 from minigpt.model import GPT, GPTConfig
@@ -238,7 +244,7 @@ def load_gpt2(directory: str | Path, device: str | torch.device = "cpu") -> Load
     where = f"GPT-2 folder {directory}"
     state = state_dict_from_hf(check_tensors(read_hf_weights(directory), where, "weights"), config, where)
     check_weight_count(config, state, str(directory / "config.json"))
-    check_finite(state, where)
+    check_tensor_values(state, where)
     model = GPT(config)
     load_weights(model, state, where, "its config.json")
     model.to(device).eval()

@@ -4,6 +4,7 @@ model is built from it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -21,7 +22,13 @@ from minigpt.checkpoint.format import (
     read_meta,
     shown,
 )
-from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
+from minigpt.checkpoint.weights import (
+    check_memory,
+    check_tensor_values,
+    check_tensors,
+    check_weight_count,
+    load_weights,
+)
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_serialized
 
@@ -55,7 +62,7 @@ def check_loadable(ckpt: dict, path: object) -> tuple[CheckpointMeta, Tokenizer,
         )
     state = check_tensors(ckpt.get("state_dict", {}), f"checkpoint {path}")
     check_weight_count(config, weights_under(state, "model."), where)
-    check_finite(state, f"checkpoint {path}")
+    check_tensor_values(state, f"checkpoint {path}")
     return meta, tokenizer, state
 
 
@@ -76,10 +83,13 @@ def weights_under(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
 RESUME_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "global_step", CHECKPOINT_KEY)
 
 
-def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dict, weight_names: set[str]) -> dict:
+def check_resumable(
+    path: str | Path, vocab: list[str] | dict, model_config: dict, weights: Mapping[str, torch.Tensor]
+) -> dict:
     """Read `path` safely and check that training can continue from it with this corpus,
-    tokenizer (`vocab`, serialised) and model; each incompatibility is one `CheckpointError`
-    line. Returns the checkpoint's dict."""
+    tokenizer (`vocab`, serialised) and model (`weights`: its state_dict, whose names and shapes
+    the stored weights must have); each incompatibility is one `CheckpointError` line. Returns
+    the checkpoint's dict (its training state is checked by minigpt/training/resume.py)."""
     ckpt = read_checkpoint(path)
     missing = [key for key in RESUME_KEYS if key not in ckpt]
     if missing:
@@ -98,12 +108,18 @@ def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dic
             f"resume with the same model options or start a new run"
         )
     state = check_tensors(ckpt["state_dict"], f"checkpoint {path}")
-    names = set(state)
-    if names != weight_names:
-        lost, extra = sorted(weight_names - names), sorted(names - weight_names)
+    names, expected = set(state), set(weights)
+    if names != expected:
+        lost, extra = sorted(expected - names), sorted(names - expected)
         what = f"is missing {len(lost)} weight(s) such as {lost[0]}" if lost else f"has {len(extra)} unknown weight(s)"
         raise CheckpointError(f"checkpoint {path} {what}; it cannot resume this model")
-    check_finite(state, f"checkpoint {path}")
+    for name, tensor in state.items():
+        if tensor.shape != weights[name].shape:
+            raise CheckpointError(
+                f"checkpoint {path}: weight {name} has shape {tuple(tensor.shape)}, this model's "
+                f"{tuple(weights[name].shape)}; it cannot resume this model"
+            )
+    check_tensor_values(state, f"checkpoint {path}")
     return ckpt
 
 

@@ -197,6 +197,38 @@ def non_finite_weights(state: Mapping[str, Any]) -> list[str]:
     ]
 
 
+# Weights are read to be used, not only stored: a float32 forward pass multiplies them together
+# (query by key, one matrix after another, layer after layer), so a value that is finite on disk
+# can overflow to infinity in use. Trained models stay far below this bound (their weights are a
+# few units at most), and with every weight at it a forward pass of the real models stays finite
+# (docs/reliability.md gives the measurement, scripts/weight_bound.py makes it).
+MAX_WEIGHT = 1e4
+# what a checkpoint or a GPT-2 folder may store its weights as; half precision is widened to
+# float32 exactly when the weights are copied into the model
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_tensor_values(state: Mapping[str, torch.Tensor], where: str, dtypes: tuple = WEIGHT_DTYPES) -> None:
+    """Refuse weights a float32 model cannot use: of a dtype not in `dtypes` (integers, booleans,
+    complex numbers, float64, ...), holding a NaN or an infinity, or larger than `MAX_WEIGHT`."""
+    for name, t in state.items():
+        if t.dtype not in dtypes:
+            kinds = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+            raise CheckpointError(
+                f"{where} holds weight {printable(name, 80)} as {str(t.dtype).removeprefix('torch.')}, "
+                f"not as {kinds}; it is not a model's weights: use a file written by minigpt or re-save the model"
+            )
+    check_finite(state, where)
+    for name, t in state.items():
+        biggest = float(t.abs().max()) if t.numel() else 0.0
+        if biggest > MAX_WEIGHT:
+            raise CheckpointError(
+                f"{where} holds weight {printable(name, 80)} with a value of magnitude {biggest:.3g}, beyond "
+                f"the {MAX_WEIGHT:g} that a float32 forward pass can carry without overflowing (trained "
+                f"weights stay within a few units); use another checkpoint"
+            )
+
+
 def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
     """Refuse weights holding a NaN or an infinity, naming the first such tensor and the count."""
     bad = non_finite_weights(state)
