@@ -177,7 +177,7 @@ FIT = ("loops", "fit_loop")
 @pytest.mark.parametrize(
     "craft, field",
     [
-        (score_as_text, "best_model_score must be a finite number"),
+        (score_as_text, "callbacks[ModelCheckpoint].best_model_score must be a number, got 'low'"),
         (drop((*OPTIM, "param_groups")), "optimizer_states[0] lacks param_groups"),
         (set_in((*OPTIM, "param_groups", 0, "lr"), "fast"), "optimizer_states[0].param_groups[0].lr must be a finite"),
         (
@@ -202,6 +202,11 @@ FIT = ("loops", "fit_loop")
 def test_a_crafted_training_state_is_one_line_naming_the_field(craft, field, first_run, small_corpus, tmp_path):
     message = refused(crafted_run(first_run, tmp_path, craft), small_corpus)
     assert field in message and "init_from=" in message
+
+
+def test_a_negative_lowest_loss_in_the_metadata_is_refused(first_run, small_corpus, tmp_path):
+    message = refused(crafted_run(first_run, tmp_path, set_in(("minigpt", "best_val_loss"), -1000.0)), small_corpus)
+    assert "field minigpt.best_val_loss must be a loss >= 0 (inf: not validated yet), got -1000.0" in message
 
 
 @pytest.mark.slow

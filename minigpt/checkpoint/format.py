@@ -119,8 +119,8 @@ class ClassifierMeta:
         if not isinstance(pooling, str):
             raise field_error(path, "pooling", f"must be a pooling name, got {shown(pooling)}")
         acc = d.get("best_val_acc", 0.0)
-        if not is_number(acc):
-            raise field_error(path, "best_val_acc", f"must be a number, got {shown(acc)}")
+        if not is_number(acc) or not 0 <= acc <= 1:
+            raise field_error(path, "best_val_acc", f"must be an accuracy in [0, 1], got {shown(acc)}")
         return cls(labels=list(labels), pooling=pooling, best_val_acc=float(acc))
 
 
@@ -149,8 +149,8 @@ class VLMMeta:
         except ConfigError as e:
             raise field_error(path, "vision", f"is not a valid vision config ({e})") from None
         acc = d.get("best_val_acc", 0.0)
-        if not is_number(acc):
-            raise field_error(path, "best_val_acc", f"must be a number, got {shown(acc)}")
+        if not is_number(acc) or not 0 <= acc <= 1:
+            raise field_error(path, "best_val_acc", f"must be an accuracy in [0, 1], got {shown(acc)}")
         return cls(vision=config, best_val_acc=float(acc))
 
 
@@ -209,8 +209,8 @@ class CheckpointMeta(Mapping):
                 f"{FORMAT_VERSION}; use the minigpt release that wrote it"
             )
         loss = d.get("best_val_loss")
-        if loss is not None and not is_number(loss, finite=False):
-            raise field_error(path, "best_val_loss", f"must be a number, got {shown(loss)}")
+        if loss is not None and (not is_number(loss, finite=False) or not 0 <= loss <= math.inf):
+            raise field_error(path, "best_val_loss", f"must be a loss >= 0 (inf: not validated yet), got {shown(loss)}")
         source = d.get("source")
         if source is not None and not isinstance(source, str):
             raise field_error(path, "source", f"must be text, got {shown(source)}")

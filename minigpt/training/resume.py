@@ -306,7 +306,7 @@ def checked_callbacks(states: object, trainer: L.Trainer, best: ModelCheckpoint,
         key = callback.state_key
         if key not in states:
             continue
-        field = f"callbacks[{printable(key, 80)}]"
+        field = f"callbacks[{type(callback).__name__}]"
         if callback is best:
             check_model_checkpoint_state(states[key], check, field)
             out[key] = rebuilt_best_state(best)
@@ -338,9 +338,11 @@ def check_model_checkpoint_state(state: object, check: ResumeCheck, field: str) 
     scores = [(f"{field}.{key}", state.get(key)) for key in MODEL_CHECKPOINT_SCORES]
     top_k = check.mapping(state.get("best_k_models", {}), f"{field}.best_k_models")
     scores += [(f"{field}.best_k_models[{printable(k, 80)}]", v) for k, v in top_k.items()]
-    for name, score in scores:
-        if score is not None:
-            check.number(score, name, low=-math.inf)
+    for name, score in scores:  # a score is a number, infinite before the first validation
+        if isinstance(score, torch.Tensor) and score.dim() == 0 and score.is_floating_point():
+            continue
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+            raise check.error(name, f"must be a number, got {shown(score)}")
 
 
 def rebuilt_best_state(best: ModelCheckpoint) -> dict:
