@@ -399,13 +399,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise CheckpointError(
-                f"checkpoint {path} refers to code or objects that are not plain data ({_offender(e)}); "
-                f"it was refused because loading it could run code. Only load checkpoints you trust "
-                f"written by minigpt"
-            ) from None
-        raise CheckpointError(f"checkpoint {path} is not a valid checkpoint ({first_line(e)})") from None
+        raise code_refusal(f"checkpoint {path}", e, "only load checkpoints you trust written by minigpt") from None
     except Exception as e:  # torch.load fails in many ways on a file that is not a checkpoint
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({first_line(e, 200)}); use another checkpoint"
@@ -436,6 +430,17 @@ def _check_archive(path: Path) -> None:
             f"checkpoint {path} is a zip archive but not a PyTorch checkpoint (an exported .pt2 is for "
             f"deployment, not for minigpt's tools); pass the .ckpt it was exported from"
         )
+
+
+def code_refusal(what: object, e: pickle.UnpicklingError, fix: str) -> CheckpointError:
+    """One line for a file `torch.load(weights_only=True)` refused (`e`): what in it is not plain
+    data, when PyTorch names it, and `fix`; PyTorch's own message runs over many lines."""
+    if "weights_only" in str(e) or "Unsupported global" in str(e):
+        return CheckpointError(
+            f"{what} refers to code or objects that are not plain data ({_offender(e)}); it was refused "
+            f"because loading it could run code; {fix}"
+        )
+    return CheckpointError(f"{what} is not a valid PyTorch file ({first_line(e)}); {fix}")
 
 
 def _offender(e: Exception) -> str:

@@ -18,11 +18,13 @@ from minigpt.checkpoint.format import (
     LoadedModel,
     field_error,
     first_line,
+    printable,
     read_checkpoint,
     read_meta,
     shown,
 )
 from minigpt.checkpoint.weights import (
+    check_forward,
     check_memory,
     check_tensor_values,
     check_tensors,
@@ -32,18 +34,45 @@ from minigpt.checkpoint.weights import (
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_serialized
 
+# the tool that uses a checkpoint of each task other than a language model's
+TASK_TOOLS = {"classify": "python -m minigpt classify ckpt={}", "caption": "python -m minigpt caption ckpt={}"}
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", tasks: tuple[str, ...] = ("lm",)) -> LoadedModel:
     """Rebuild the trained model and its tokenizer from a training checkpoint, or from a Hugging
-    Face GPT-2 folder (one holding config.json, read by gpt2.py)."""
+    Face GPT-2 folder (one holding config.json, read by gpt2.py). A checkpoint trained for a task
+    not in `tasks` is refused naming its tool (a classifier's holds a language model, its trunk:
+    `tasks=("lm", "classify")` takes it)."""
     if gpt2.is_hf_folder(path):
         return gpt2.load_gpt2(path, device)
     ckpt = read_checkpoint(path)
     meta, tokenizer, state = check_loadable(ckpt, path)
+    check_task(meta, path, tasks)
     model = build_model(meta.model_config)
     load_weights(model, weights_under(state, "model."), f"checkpoint {path}", "its model config")
-    model.to(device).eval()
+    model.eval()
+    check_forward(model, f"checkpoint {path}")
+    model.to(device)
     return LoadedModel(model=model, tokenizer=tokenizer, path=Path(path), meta=meta)
+
+
+def task_of_meta(meta: CheckpointMeta) -> str:
+    """`lm`, `classify` or `caption`: what the checkpoint was trained for (train.py task=...)."""
+    return "classify" if meta.classifier is not None else "caption" if meta.vlm is not None else "lm"
+
+
+def check_task(meta: CheckpointMeta, path: object, tasks: tuple[str, ...]) -> None:
+    """Refuse a checkpoint trained for a task not in `tasks`, naming the tool it is for."""
+    theirs = task_of_meta(meta)
+    if theirs in tasks:
+        return
+    where = printable(str(path), 300)
+    if theirs == "lm":
+        raise CheckpointError(f"checkpoint {where} is a language model's, not a task={tasks[0]} checkpoint")
+    raise CheckpointError(
+        f"checkpoint {where} is a {'classifier' if theirs == 'classify' else 'caption'} checkpoint (train.py "
+        f"task={theirs}), not a language model's: use `{TASK_TOOLS[theirs].format(where)}`"
+    )
 
 
 def check_loadable(ckpt: dict, path: object) -> tuple[CheckpointMeta, Tokenizer, dict[str, torch.Tensor]]:
@@ -84,11 +113,15 @@ RESUME_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "glob
 
 
 def check_resumable(
-    path: str | Path, vocab: list[str] | dict, model_config: dict, weights: Mapping[str, torch.Tensor]
+    path: str | Path,
+    vocab: list[str] | dict,
+    model_config: dict,
+    weights: Mapping[str, torch.Tensor],
+    task: str = "lm",
 ) -> dict:
     """Read `path` safely and check that training can continue from it with this corpus,
-    tokenizer (`vocab`, serialised) and model (`weights`: its state_dict, whose names and shapes
-    the stored weights must have); each incompatibility is one `CheckpointError` line. Returns
+    tokenizer (`vocab`, serialised), model (`weights`: its state_dict, whose names and shapes
+    the stored weights must have) and `task`; each incompatibility is one `CheckpointError` line. Returns
     the checkpoint's dict (its training state is checked by minigpt/training/resume.py)."""
     ckpt = read_checkpoint(path)
     missing = [key for key in RESUME_KEYS if key not in ckpt]
@@ -98,6 +131,15 @@ def check_resumable(
             f"resume from a last.ckpt written by minigpt's train.py"
         )
     meta = read_meta(ckpt, path)
+    theirs = task_of_meta(meta)
+    if theirs != task:
+        tool = (
+            f", or use it with `{TASK_TOOLS[theirs].format(printable(str(path), 300))}`" if theirs in TASK_TOOLS else ""
+        )
+        raise CheckpointError(
+            f"checkpoint {path} was trained with task={theirs}, this run has task={task}; resume it with "
+            f"task={theirs}{tool}"
+        )
     _check_training_state(ckpt, path)
     _check_same_tokenizer(path, meta.tokenizer, vocab)
     config = meta.model_config

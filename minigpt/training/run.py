@@ -222,7 +222,9 @@ def train(cfg: DictConfig) -> dict:
     log_model(module)
     trainer, parts = make_trainer(cfg, run_dir, module)
     if resume_from is not None:
-        ckpt = check_resumable(resume_from, module.tokenizer.serialize(), module.config.to_dict(), module.state_dict())
+        ckpt = check_resumable(
+            resume_from, module.tokenizer.serialize(), module.config.to_dict(), module.state_dict(), task_of(cfg)
+        )
         # Lightning resumes from this checked dict, not from the file again (training/resume.py)
         trainer.strategy.checkpoint_io.hand_over(
             resume_from, checked_resume(ckpt, resume_from, trainer, module, parts.best)
