@@ -16,12 +16,13 @@ import torch
 from minigpt.architectures import build_model
 
 MAGNITUDES = (1e2, 1e3, 1e4, 1e5, 1e6, 1e8, 1e10, 1e19, 1e38)
+SMALL = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}
 MODELS = {
     "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 32},
-    "small": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64},
+    "small": SMALL,
     "medium": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256},
-    "small, no norm": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "norm": "none"},
-    "small, rmsnorm, rope": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "norm": "rmsnorm", "pos_encoding": "rope"},
+    "small, no norm": {**SMALL, "norm": "none"},
+    "small, rmsnorm, rope": {**SMALL, "norm": "rmsnorm", "pos_encoding": "rope"},
     "lstm": {"arch": "lstm", "n_layer": 2, "n_embd": 128, "block_size": 64},
     "gpt2 124M": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "vocab_size": 50257},
 }

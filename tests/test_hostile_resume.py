@@ -204,6 +204,14 @@ def test_a_crafted_training_state_is_one_line_naming_the_field(craft, field, fir
     assert field in message and "init_from=" in message
 
 
+def test_overflowing_weights_are_named_not_reported_as_divergence(first_run, small_corpus, tmp_path):
+    def huge(ckpt: dict, run_dir: Path) -> None:
+        ckpt["state_dict"]["model.transformer.wte.weight"][0, 0] = 1e38  # finite, but not in a forward pass
+
+    message = refused(crafted_run(first_run, tmp_path, huge), small_corpus)
+    assert "weight model.transformer.wte.weight with a value of magnitude 1e+38" in message
+
+
 def test_a_negative_lowest_loss_in_the_metadata_is_refused(first_run, small_corpus, tmp_path):
     message = refused(crafted_run(first_run, tmp_path, set_in(("minigpt", "best_val_loss"), -1000.0)), small_corpus)
     assert "field minigpt.best_val_loss must be a loss >= 0 (inf: not validated yet), got -1000.0" in message
