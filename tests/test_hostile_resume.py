@@ -186,6 +186,8 @@ FIT = ("loops", "fit_loop")
         ),
         (set_in((*OPTIM, "param_groups", 0, "betas"), (0.9, 1.0)), "param_groups[0].betas[1] must be a finite number"),
         (set_in((*OPTIM, "param_groups", 0, "params"), [0, 0]), "param_groups[0].params must be"),
+        (set_in((*OPTIM, "param_groups", 0, "maximize"), True), "param_groups[0].maximize must be False"),
+        (set_in((*OPTIM, "state", 0, "step"), torch.tensor(-3.0)), "state[0].step must be a finite number in [0, 10]"),
         (state_of_wrong_shape, "optimizer_states[0].state[0].exp_avg must be a tensor of shape (48, 16)"),
         (set_in((*OPTIM, "state", 0, "exp_avg_sq", 0, 0), math.inf), "state[0].exp_avg_sq holds NaN or infinite"),
         (set_in(FIT, "garbage"), "loops.fit_loop must be a mapping"),

@@ -55,7 +55,10 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         if weights_only is False:
             raise CheckpointError(f"refusing to load {path} with weights_only=False: checkpoints must be plain data")
-        if self._checked is not None and Path(path) == self._checked[0]:
-            checkpoint, self._checked = self._checked[1], None
+        if self._checked is not None:
+            checked, checkpoint = self._checked
+            if Path(path).expanduser().resolve() != checked.expanduser().resolve():
+                raise RuntimeError(f"resuming from {path}, but {checked} was the checkpoint checked")
+            self._checked = None
             return checkpoint
         return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

@@ -247,8 +247,8 @@ def checked_optimizer(states: list, templates: Templates, check: ResumeCheck) ->
 
 def check_param_group(group: object, fresh: dict, stepped: dict, check: ResumeCheck, field: str) -> None:
     """A parameter group: the keys of the fresh group at least, of the stepped one at most; the
-    parameter indices, names and lists as the run writes them; betas in [0, 1), other numbers
-    finite and >= 0, switches true or false."""
+    parameter indices, names, lists and switches (amsgrad, maximize, nesterov, ...) as the run
+    writes them; betas in [0, 1), other numbers finite and >= 0."""
     group = check.mapping(group, field)
     if not set(fresh) <= set(group) <= set(stepped):
         check.same_keys(group, stepped if set(group) > set(fresh) else fresh, field)
@@ -258,7 +258,7 @@ def check_param_group(group: object, fresh: dict, stepped: dict, check: ResumeCh
             check.like(value, template, name)
             for j, beta in enumerate(value):
                 check.number(beta, f"{name}[{j}]", high=math.nextafter(1.0, 0.0))
-        elif isinstance(template, (str, list)) and value != template:
+        elif isinstance(template, (str, list, bool)) and (type(value) is not type(template) or value != template):
             raise check.error(name, f"must be {shown(template)} as this run's optimizer writes it, got {shown(value)}")
         else:
             check.like(value, template, name)
@@ -272,7 +272,9 @@ def check_param_state(values: object, template: dict, shape: torch.Size, check: 
     for key, expected in template.items():
         name = f"{field}.{printable(key, 60)}"
         if isinstance(expected, torch.Tensor):
-            check.tensor(values[key], shape if expected.dim() else (), name)
+            value = check.tensor(values[key], shape if expected.dim() else (), name)
+            if key == "step":  # how often this parameter was updated: bias corrections divide by it
+                check.number(value, name, high=check.global_step)
         else:
             check.like(values[key], expected, name)
 
@@ -301,7 +303,7 @@ def checked_callbacks(states: object, trainer: L.Trainer, best: ModelCheckpoint,
     directory, the time budget and weight averaging checked; states of callbacks this run does
     not have are dropped, as Lightning would ignore them."""
     states = check.mapping(states, "callbacks")
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {best.state_key: rebuilt_best_state(best)}
     for callback in trainer.callbacks:
         key = callback.state_key
         if key not in states:
@@ -309,7 +311,6 @@ def checked_callbacks(states: object, trainer: L.Trainer, best: ModelCheckpoint,
         field = f"callbacks[{type(callback).__name__}]"
         if callback is best:
             check_model_checkpoint_state(states[key], check, field)
-            out[key] = rebuilt_best_state(best)
         elif isinstance(callback, Timer):
             elapsed = check.mapping(check.mapping(states[key], field).get("time_elapsed"), f"{field}.time_elapsed")
             for stage, seconds in elapsed.items():
