@@ -103,7 +103,7 @@ def test_padding_does_not_change_a_texts_prediction(classifier_run):
 
 
 def test_a_classifier_checkpoint_still_holds_the_language_model(classifier_run, tiny_run):
-    trunk = load_model(classifier_run["best_ckpt"])
+    trunk = load_model(classifier_run["best_ckpt"], tasks=("classify",))
     assert trunk.model.config == load_model(tiny_run["best_ckpt"]).model.config
 
 
@@ -112,7 +112,7 @@ def test_frozen_trunk_keeps_the_pretrained_weights(tiny_run, labelled_file, tmp_
         classify_cfg(tmp_path, labelled_file, tiny_run["best_ckpt"], "task.freeze_trunk=true", "trainer.max_steps=20")
     )
     before = load_model(tiny_run["best_ckpt"]).model.state_dict()
-    after = load_model(summary["last_ckpt"]).model.state_dict()
+    after = load_model(summary["last_ckpt"], tasks=("classify",)).model.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)
     head = torch.load(summary["last_ckpt"], weights_only=True)["state_dict"]["head.weight"]
     assert head.abs().max() > 0.05  # initialised at std 0.02, then trained

@@ -370,7 +370,10 @@ CRAFTED = {
         set_meta(run_config={"optim": {"lr": torch.ones(2)}}),
         r"field minigpt.run_config.optim.lr must be plain data .* got a tensor of shape \(2,\)",
     ),
-    "best_val_loss text": (set_meta(best_val_loss="low"), "field minigpt.best_val_loss must be a number, got 'low'"),
+    "best_val_loss text": (
+        set_meta(best_val_loss="low"),
+        r"field minigpt.best_val_loss must be a loss >= 0 .*got 'low'",
+    ),
     "state_dict list": (lambda c: c.update(state_dict=[1]), "field state_dict must be a mapping of weights, got list"),
     "weight text": (
         lambda c: c["state_dict"].update({"model.lm_head.weight": "abc"}),

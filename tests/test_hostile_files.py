@@ -125,7 +125,7 @@ def test_a_gpt2_shard_index_naming_a_fifo_is_refused(specials, tmp_path):
     os.mkfifo(tmp_path / "model-00001.safetensors")
     index = tmp_path / "model.safetensors.index.json"
     index.write_text(json.dumps({"weight_map": {"wte.weight": "model-00001.safetensors"}}))
-    with pytest.raises(CheckpointError, match=f"names the shard file 'model-00001.safetensors', which {PIPE[:10]}"):
+    with pytest.raises(CheckpointError, match=f"model-00001.safetensors {PIPE[:10]}.*it was not read"):
         shard_files(tmp_path, index)
 
 

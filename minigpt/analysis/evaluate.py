@@ -428,7 +428,7 @@ def run(cfg: DictConfig) -> dict:
     quantize = cfg.get("quantize")
     device = pick_device(device_for(quantize, cfg.get("device", "auto")))
     quantize = check_quantize(quantize, device)
-    loaded = load_model(ckpt, device)
+    loaded = load_model(ckpt, device, tasks=("lm", "classify"))  # a classifier's trunk, on a text file
     data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
     if loaded.meta.get("task") == "classify" and not data.get("path"):
         raise ConfigError(

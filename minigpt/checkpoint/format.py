@@ -119,8 +119,8 @@ class ClassifierMeta:
         if not isinstance(pooling, str):
             raise field_error(path, "pooling", f"must be a pooling name, got {shown(pooling)}")
         acc = d.get("best_val_acc", 0.0)
-        if not is_number(acc):
-            raise field_error(path, "best_val_acc", f"must be a number, got {shown(acc)}")
+        if not is_number(acc) or not 0 <= acc <= 1:
+            raise field_error(path, "best_val_acc", f"must be an accuracy in [0, 1], got {shown(acc)}")
         return cls(labels=list(labels), pooling=pooling, best_val_acc=float(acc))
 
 
@@ -149,8 +149,8 @@ class VLMMeta:
         except ConfigError as e:
             raise field_error(path, "vision", f"is not a valid vision config ({e})") from None
         acc = d.get("best_val_acc", 0.0)
-        if not is_number(acc):
-            raise field_error(path, "best_val_acc", f"must be a number, got {shown(acc)}")
+        if not is_number(acc) or not 0 <= acc <= 1:
+            raise field_error(path, "best_val_acc", f"must be an accuracy in [0, 1], got {shown(acc)}")
         return cls(vision=config, best_val_acc=float(acc))
 
 
@@ -209,8 +209,8 @@ class CheckpointMeta(Mapping):
                 f"{FORMAT_VERSION}; use the minigpt release that wrote it"
             )
         loss = d.get("best_val_loss")
-        if loss is not None and not is_number(loss, finite=False):
-            raise field_error(path, "best_val_loss", f"must be a number, got {shown(loss)}")
+        if loss is not None and (not is_number(loss, finite=False) or not 0 <= loss <= math.inf):
+            raise field_error(path, "best_val_loss", f"must be a loss >= 0 (inf: not validated yet), got {shown(loss)}")
         source = d.get("source")
         if source is not None and not isinstance(source, str):
             raise field_error(path, "source", f"must be text, got {shown(source)}")
@@ -399,13 +399,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise CheckpointError(
-                f"checkpoint {path} refers to code or objects that are not plain data ({_offender(e)}); "
-                f"it was refused because loading it could run code. Only load checkpoints you trust "
-                f"written by minigpt"
-            ) from None
-        raise CheckpointError(f"checkpoint {path} is not a valid checkpoint ({first_line(e)})") from None
+        raise code_refusal(f"checkpoint {path}", e, "only load checkpoints you trust written by minigpt") from None
     except Exception as e:  # torch.load fails in many ways on a file that is not a checkpoint
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({first_line(e, 200)}); use another checkpoint"
@@ -436,6 +430,17 @@ def _check_archive(path: Path) -> None:
             f"checkpoint {path} is a zip archive but not a PyTorch checkpoint (an exported .pt2 is for "
             f"deployment, not for minigpt's tools); pass the .ckpt it was exported from"
         )
+
+
+def code_refusal(what: object, e: pickle.UnpicklingError, fix: str) -> CheckpointError:
+    """One line for a file `torch.load(weights_only=True)` refused (`e`): what in it is not plain
+    data, when PyTorch names it, and `fix`; PyTorch's own message runs over many lines."""
+    if "weights_only" in str(e) or "Unsupported global" in str(e):
+        return CheckpointError(
+            f"{what} refers to code or objects that are not plain data ({_offender(e)}); it was refused "
+            f"because loading it could run code; {fix}"
+        )
+    return CheckpointError(f"{what} is not a valid PyTorch file ({first_line(e)}); {fix}")
 
 
 def _offender(e: Exception) -> str:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
 from pathlib import Path, PurePath
 
 import torch
@@ -25,8 +27,24 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
-from minigpt.checkpoint.format import INT_LIMIT, CheckpointMeta, LoadedModel, first_line, is_number, printable, shown
-from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
+from minigpt.checkpoint.format import (
+    INT_LIMIT,
+    CheckpointMeta,
+    LoadedModel,
+    code_refusal,
+    first_line,
+    is_number,
+    printable,
+    shown,
+)
+from minigpt.checkpoint.weights import (
+    check_forward,
+    check_memory,
+    check_tensor_values,
+    check_tensors,
+    check_weight_count,
+    load_weights,
+)
 from minigpt.errors import CheckpointError, ConfigError
 from minigpt.io import file_problem
 from minigpt.model import GPT, GPTConfig
@@ -40,14 +58,44 @@ END_OF_TEXT = "<|endoftext|>"
 
 
 def is_hf_folder(path: str | Path) -> bool:
-    """Whether `path` is a folder holding a Hugging Face config.json."""
+    """Whether `path` is a folder holding a Hugging Face config.json (of any kind: `folder_file`
+    then says what is wrong with one that is not a file)."""
     path = Path(path).expanduser()
-    return path.is_dir() and (path / "config.json").is_file()
+    return path.is_dir() and os.path.lexists(path / "config.json")
+
+
+def folder_file(directory: Path, name: str) -> Path | None:
+    """`directory/name` when it is a regular file of the folder, None when there is no such entry.
+    Anything else is refused without being opened (a FIFO would block the reader forever, a
+    device never ends): a link leading outside the folder (except a Hugging Face cache
+    snapshot's links into its repository's blobs/), a pipe, a device, a folder."""
+    path = directory / name
+    if not os.path.lexists(path):
+        return None
+    where = f"GPT-2 folder {printable(str(directory), 300)}: {printable(name, 80)}"
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=False)
+        except (OSError, RuntimeError):
+            raise CheckpointError(f"{where} is a symbolic link loop; it was not read") from None
+        folder = directory.resolve()
+        cache = folder.parent.parent / "blobs" if folder.parent.name == "snapshots" else None
+        if not target.is_relative_to(folder) and (cache is None or target.parent != cache):
+            raise CheckpointError(
+                f"{where} is a link to {printable(str(target), 300)}, outside the folder; it was not read: "
+                f"copy the file into the folder"
+            )
+    problem = file_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"{where} {problem}; it was not read: put the model's file there")
+    return path
 
 
 def read_hf_config(directory: Path) -> dict:
     """The folder's config.json as a dict (its values are checked by `config_from_hf`)."""
-    path = directory / "config.json"
+    path = folder_file(directory, "config.json")
+    if path is None:
+        raise CheckpointError(f"{directory} holds no config.json; pass a GPT-2 folder or a .ckpt file")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
@@ -140,18 +188,20 @@ def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
     """The tensors of model.safetensors (or all its shards), else of pytorch_model.bin read with
     `weights_only=True` (plain tensors; a file that would run code is refused)."""
     single, index, pickled = (
-        directory / n for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+        folder_file(directory, n) for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
     )
     try:
-        if single.is_file():
+        if single is not None:
             return load_file(single)
-        if index.is_file():
+        if index is not None:
             shards = shard_files(directory, index)
             return {k: v for shard in shards for k, v in load_file(shard).items()}
-        if pickled.is_file():
+        if pickled is not None:
             return check_tensors(torch.load(pickled, map_location="cpu", weights_only=True), str(pickled), "weights")
     except CheckpointError:
         raise
+    except pickle.UnpicklingError as e:
+        raise code_refusal(pickled, e, "re-save the model as model.safetensors") from None
     except Exception as e:  # safetensors, json and pickle each fail in their own way on a bad file
         raise CheckpointError(
             f"the weights in {directory} cannot be read ({first_line(e)}); re-save the model"
@@ -174,14 +224,14 @@ def shard_files(directory: Path, index: Path) -> list[Path]:
                 f"{index}: field weight_map names the shard file {shown(shard)}, outside {directory}; "
                 f"a shard must be a file inside the model's folder"
             )
-    for shard in shards:  # a FIFO or a device would hang the reader: name it instead
-        problem = file_problem(directory / shard)
-        if problem is not None:
-            raise CheckpointError(
-                f"the weights in {directory} cannot be read: {index.name} names the shard file {shown(shard)}, "
-                f"which {problem}; re-save the model"
-            )
-    return [directory / shard for shard in shards]
+    found = [folder_file(directory, shard) for shard in shards]  # a FIFO or a device would hang the reader
+    missing = [shard for shard, path in zip(shards, found) if path is None]
+    if missing:
+        raise CheckpointError(
+            f"the weights in {directory} cannot be read: {index.name} names the shard file {shown(missing[0])}, "
+            f"which does not exist; re-save the model"
+        )
+    return found
 
 
 def state_dict_from_hf(hf: dict[str, torch.Tensor], config: GPTConfig, where: str) -> dict[str, torch.Tensor]:
@@ -208,11 +258,11 @@ def state_dict_from_hf(hf: dict[str, torch.Tensor], config: GPTConfig, where: st
 
 def load_gpt2_tokenizer(directory: Path) -> BPETokenizer:
     """GPT-2's byte-level BPE from tokenizer.json, or from vocab.json + merges.txt."""
+    single, vocab, merges = (folder_file(directory, n) for n in ("tokenizer.json", "vocab.json", "merges.txt"))
     try:
-        if (directory / "tokenizer.json").is_file():
-            return BPETokenizer(HFTokenizer.from_file(str(directory / "tokenizer.json")))
-        vocab, merges = directory / "vocab.json", directory / "merges.txt"
-        if vocab.is_file() and merges.is_file():
+        if single is not None:
+            return BPETokenizer(HFTokenizer.from_file(str(single)))
+        if vocab is not None and merges is not None:
             tok = HFTokenizer(models.BPE.from_file(str(vocab), str(merges)))
             tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
             tok.decoder = decoders.ByteLevel()
@@ -238,10 +288,12 @@ def load_gpt2(directory: str | Path, device: str | torch.device = "cpu") -> Load
     where = f"GPT-2 folder {directory}"
     state = state_dict_from_hf(check_tensors(read_hf_weights(directory), where, "weights"), config, where)
     check_weight_count(config, state, str(directory / "config.json"))
-    check_finite(state, where)
+    check_tensor_values(state, where)
     model = GPT(config)
     load_weights(model, state, where, "its config.json")
-    model.to(device).eval()
+    model.eval()
+    check_forward(model, where)
+    model.to(device)
     meta = CheckpointMeta(
         model_config={"arch": "gpt", **config.to_dict()},
         tokenizer=tokenizer.serialize(),

@@ -27,7 +27,7 @@ FINE_TUNABLE = ("dropout", "attn_impl")
 def load_pretrained(path: str | Path) -> LoadedModel:
     """The model, tokenizer and metadata a fine-tuning run starts from: a minigpt checkpoint, or
     a Hugging Face GPT-2 folder (`load_model` tells them apart)."""
-    return load_model(path)
+    return load_model(path, tasks=("lm", "classify"))  # a classifier's trunk is a language model too
 
 
 def explicit_model_options(overrides: Iterable[str] | None = None) -> set[str]:

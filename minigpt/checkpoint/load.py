@@ -4,6 +4,7 @@ model is built from it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -17,26 +18,61 @@ from minigpt.checkpoint.format import (
     LoadedModel,
     field_error,
     first_line,
+    printable,
     read_checkpoint,
     read_meta,
     shown,
 )
-from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
+from minigpt.checkpoint.weights import (
+    check_forward,
+    check_memory,
+    check_tensor_values,
+    check_tensors,
+    check_weight_count,
+    load_weights,
+)
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_serialized
 
+# the tool that uses a checkpoint of each task other than a language model's
+TASK_TOOLS = {"classify": "python -m minigpt classify ckpt={}", "caption": "python -m minigpt caption ckpt={}"}
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", tasks: tuple[str, ...] = ("lm",)) -> LoadedModel:
     """Rebuild the trained model and its tokenizer from a training checkpoint, or from a Hugging
-    Face GPT-2 folder (one holding config.json, read by gpt2.py)."""
+    Face GPT-2 folder (one holding config.json, read by gpt2.py). A checkpoint trained for a task
+    not in `tasks` is refused naming its tool (a classifier's holds a language model, its trunk:
+    `tasks=("lm", "classify")` takes it)."""
     if gpt2.is_hf_folder(path):
         return gpt2.load_gpt2(path, device)
     ckpt = read_checkpoint(path)
     meta, tokenizer, state = check_loadable(ckpt, path)
+    check_task(meta, path, tasks)
     model = build_model(meta.model_config)
     load_weights(model, weights_under(state, "model."), f"checkpoint {path}", "its model config")
-    model.to(device).eval()
+    model.eval()
+    check_forward(model, f"checkpoint {path}")
+    model.to(device)
     return LoadedModel(model=model, tokenizer=tokenizer, path=Path(path), meta=meta)
+
+
+def task_of_meta(meta: CheckpointMeta) -> str:
+    """`lm`, `classify` or `caption`: what the checkpoint was trained for (train.py task=...)."""
+    return "classify" if meta.classifier is not None else "caption" if meta.vlm is not None else "lm"
+
+
+def check_task(meta: CheckpointMeta, path: object, tasks: tuple[str, ...]) -> None:
+    """Refuse a checkpoint trained for a task not in `tasks`, naming the tool it is for."""
+    theirs = task_of_meta(meta)
+    if theirs in tasks:
+        return
+    where = printable(str(path), 300)
+    if theirs == "lm":
+        raise CheckpointError(f"checkpoint {where} is a language model's, not a task={tasks[0]} checkpoint")
+    raise CheckpointError(
+        f"checkpoint {where} is a {'classifier' if theirs == 'classify' else 'caption'} checkpoint (train.py "
+        f"task={theirs}), not a language model's: use `{TASK_TOOLS[theirs].format(where)}`"
+    )
 
 
 def check_loadable(ckpt: dict, path: object) -> tuple[CheckpointMeta, Tokenizer, dict[str, torch.Tensor]]:
@@ -55,7 +91,7 @@ def check_loadable(ckpt: dict, path: object) -> tuple[CheckpointMeta, Tokenizer,
         )
     state = check_tensors(ckpt.get("state_dict", {}), f"checkpoint {path}")
     check_weight_count(config, weights_under(state, "model."), where)
-    check_finite(state, f"checkpoint {path}")
+    check_tensor_values(state, f"checkpoint {path}")
     return meta, tokenizer, state
 
 
@@ -76,10 +112,17 @@ def weights_under(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
 RESUME_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "global_step", CHECKPOINT_KEY)
 
 
-def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dict, weight_names: set[str]) -> dict:
+def check_resumable(
+    path: str | Path,
+    vocab: list[str] | dict,
+    model_config: dict,
+    weights: Mapping[str, torch.Tensor],
+    task: str = "lm",
+) -> dict:
     """Read `path` safely and check that training can continue from it with this corpus,
-    tokenizer (`vocab`, serialised) and model; each incompatibility is one `CheckpointError`
-    line. Returns the checkpoint's dict."""
+    tokenizer (`vocab`, serialised), model (`weights`: its state_dict, whose names and shapes
+    the stored weights must have) and `task`; each incompatibility is one `CheckpointError` line. Returns
+    the checkpoint's dict (its training state is checked by minigpt/training/resume.py)."""
     ckpt = read_checkpoint(path)
     missing = [key for key in RESUME_KEYS if key not in ckpt]
     if missing:
@@ -88,6 +131,15 @@ def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dic
             f"resume from a last.ckpt written by minigpt's train.py"
         )
     meta = read_meta(ckpt, path)
+    theirs = task_of_meta(meta)
+    if theirs != task:
+        tool = (
+            f", or use it with `{TASK_TOOLS[theirs].format(printable(str(path), 300))}`" if theirs in TASK_TOOLS else ""
+        )
+        raise CheckpointError(
+            f"checkpoint {path} was trained with task={theirs}, this run has task={task}; resume it with "
+            f"task={theirs}{tool}"
+        )
     _check_training_state(ckpt, path)
     _check_same_tokenizer(path, meta.tokenizer, vocab)
     config = meta.model_config
@@ -98,12 +150,18 @@ def check_resumable(path: str | Path, vocab: list[str] | dict, model_config: dic
             f"resume with the same model options or start a new run"
         )
     state = check_tensors(ckpt["state_dict"], f"checkpoint {path}")
-    names = set(state)
-    if names != weight_names:
-        lost, extra = sorted(weight_names - names), sorted(names - weight_names)
+    names, expected = set(state), set(weights)
+    if names != expected:
+        lost, extra = sorted(expected - names), sorted(names - expected)
         what = f"is missing {len(lost)} weight(s) such as {lost[0]}" if lost else f"has {len(extra)} unknown weight(s)"
         raise CheckpointError(f"checkpoint {path} {what}; it cannot resume this model")
-    check_finite(state, f"checkpoint {path}")
+    for name, tensor in state.items():
+        if tensor.shape != weights[name].shape:
+            raise CheckpointError(
+                f"checkpoint {path}: weight {name} has shape {tuple(tensor.shape)}, this model's "
+                f"{tuple(weights[name].shape)}; it cannot resume this model"
+            )
+    check_tensor_values(state, f"checkpoint {path}")
     return ckpt
 
 

@@ -197,6 +197,40 @@ def non_finite_weights(state: Mapping[str, Any]) -> list[str]:
     ]
 
 
+# Weights are read to be used, not only stored: a float32 forward pass multiplies them together
+# (query by key, one matrix after another, layer after layer), so a value that is finite on disk
+# can overflow to infinity in use. scripts/weight_bound.py sets every weight of the real models to
+# one magnitude: with a norm in the blocks their forward passes stay finite at 1e3 even with all
+# weights positive, and GPT-2 124M's overflows from 1e4 (docs/reliability.md). Trained models
+# stay far below: their weights are a few units. A model without norms can overflow below any
+# such bound, so loading also runs one forward pass (`check_forward`).
+MAX_WEIGHT = 1e3
+# what a checkpoint or a GPT-2 folder may store its weights as; half precision is widened to
+# float32 exactly when the weights are copied into the model
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_tensor_values(state: Mapping[str, torch.Tensor], where: str, dtypes: tuple = WEIGHT_DTYPES) -> None:
+    """Refuse weights a float32 model cannot use: of a dtype not in `dtypes` (integers, booleans,
+    complex numbers, float64, ...), holding a NaN or an infinity, or larger than `MAX_WEIGHT`."""
+    for name, t in state.items():
+        if t.dtype not in dtypes:
+            kinds = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+            raise CheckpointError(
+                f"{where} holds weight {printable(name, 80)} as {str(t.dtype).removeprefix('torch.')}, "
+                f"not as {kinds}; it is not a model's weights: use a file written by minigpt or re-save the model"
+            )
+    check_finite(state, where)
+    for name, t in state.items():
+        biggest = float(t.abs().max()) if t.numel() else 0.0
+        if biggest > MAX_WEIGHT:
+            raise CheckpointError(
+                f"{where} holds weight {printable(name, 80)} with a value of magnitude {biggest:.3g}, beyond "
+                f"the {MAX_WEIGHT:g} that a float32 forward pass can carry without overflowing (trained "
+                f"weights stay within a few units); use another checkpoint"
+            )
+
+
 def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
     """Refuse weights holding a NaN or an infinity, naming the first such tensor and the count."""
     bad = non_finite_weights(state)
@@ -222,3 +256,16 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: str
         parts.append(f"{len(unexpected)} unexpected weight(s) such as {printable(unexpected[0], 80)}")
     if parts:
         raise CheckpointError(f"{where} does not match {against}: {'; '.join(parts)}")
+
+
+@torch.no_grad()
+def check_forward(model: torch.nn.Module, where: str) -> None:
+    """One forward pass over a window of token ids: weights that are finite but whose products
+    overflow float32 are refused here, in one line, rather than deep inside a tool."""
+    config = model.config
+    ids = (torch.arange(min(config.block_size, 64)) % config.vocab_size)[None]
+    if not torch.isfinite(model(ids)).all():
+        raise CheckpointError(
+            f"{where}: a forward pass of its model overflows float32 (its logits are not finite, though every "
+            f"weight is); the weights are damaged or not a trained model's: use another checkpoint"
+        )

@@ -22,9 +22,19 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO with three guarantees: writes are atomic (`atomic_save`), weights
-    with a NaN or an infinity are never written (the last good checkpoint stays), and reading
-    for resume refuses anything that is not plain data (`read_checkpoint`, weights_only=True)."""
+    """Lightning's checkpoint IO with four guarantees: writes are atomic (`atomic_save`), weights
+    with a NaN or an infinity are never written (the last good checkpoint stays), reading for
+    resume refuses anything that is not plain data (`read_checkpoint`, weights_only=True), and a
+    resume reads the dict `hand_over` gave it (checked by training/resume.py) instead of the file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._checked: tuple[Path, dict] | None = None
+
+    def hand_over(self, path: str | Path, checkpoint: dict) -> None:
+        """Make the next read of `path` return `checkpoint`, the dict a resume checked: Lightning
+        then restores what was validated, not what the file holds when it reads it again."""
+        self._checked = (Path(path), checkpoint)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         bad = non_finite_weights(checkpoint.get("state_dict", {}))
@@ -45,4 +55,10 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         if weights_only is False:
             raise CheckpointError(f"refusing to load {path} with weights_only=False: checkpoints must be plain data")
+        if self._checked is not None:
+            checked, checkpoint = self._checked
+            if Path(path).expanduser().resolve() != checked.expanduser().resolve():
+                raise RuntimeError(f"resuming from {path}, but {checked} was the checkpoint checked")
+            self._checked = None
+            return checkpoint
         return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

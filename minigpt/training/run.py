@@ -38,6 +38,7 @@ from minigpt.training.module import LitGPT
 from minigpt.training.precision import check_matmul_precision, set_matmul_precision
 from minigpt.training.progress import TrainProgressBar, ValidateAtEnd, ValidationLog
 from minigpt.training.reliability import GracefulStop, LastCheckpoint, StepSeed
+from minigpt.training.resume import checked_resume
 
 log = logging.getLogger("minigpt")
 
@@ -269,15 +270,18 @@ def train(cfg: DictConfig) -> dict:
         if cfg.get("compile"):
             module.model.compile()  # in place: state_dict names stay those of the plain model
         log_model(module)
+        trainer, parts = make_trainer(cfg, run_dir, module)
+        started.append(trainer)
         if resume_from is not None:
             ckpt = check_resumable(
-                resume_from, module.tokenizer.serialize(), module.config.to_dict(), set(module.state_dict())
+                resume_from, module.tokenizer.serialize(), module.config.to_dict(), module.state_dict(), task_of(cfg)
+            )
+            # Lightning resumes from this checked dict, not from the file again (training/resume.py)
+            trainer.strategy.checkpoint_io.hand_over(
+                resume_from, checked_resume(ckpt, resume_from, trainer, module, parts.best)
             )
             log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
             del ckpt
-
-        trainer, parts = make_trainer(cfg, run_dir, module)
-        started.append(trainer)
         start = time.perf_counter()
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
