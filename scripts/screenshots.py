@@ -97,7 +97,7 @@ def shoot_site(playwright) -> None:
     subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"], cwd=ROOT, check=True)
     browser, page = browser_page(playwright, 1280, 800)
     with serve(ROOT / "site") as url:
-        for path, name in (("", "site_home"), ("reading-the-model/", "site_reading_the_model")):
+        for path, name in (("", "site_home"), ("reading-the-model.html", "site_reading_the_model")):
             page.goto(f"{url}/{path}", wait_until="networkidle")
             page.wait_for_timeout(500)
             page.screenshot(path=str(IMAGES / f"{name}.png"))
