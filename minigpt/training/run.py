@@ -222,8 +222,14 @@ def train(cfg: DictConfig) -> dict:
     log_model(module)
     trainer, parts = make_trainer(cfg, run_dir, module)
     if resume_from is not None:
+        vision = getattr(module, "vision_config", None)  # a caption model's image patches
         ckpt = check_resumable(
-            resume_from, module.tokenizer.serialize(), module.config.to_dict(), module.state_dict(), task_of(cfg)
+            resume_from,
+            module.tokenizer.serialize(),
+            module.config.to_dict(),
+            module.state_dict(),
+            task_of(cfg),
+            vision,
         )
         # Lightning resumes from this checked dict, not from the file again (training/resume.py)
         trainer.strategy.checkpoint_io.hand_over(
