@@ -33,6 +33,7 @@ from minigpt.checkpoint.weights import (
 )
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_serialized
+from minigpt.vlm import VisionConfig
 
 # the tool that uses a checkpoint of each task other than a language model's
 TASK_TOOLS = {"classify": "python -m minigpt classify ckpt={}", "caption": "python -m minigpt caption ckpt={}"}
@@ -118,11 +119,13 @@ def check_resumable(
     model_config: dict,
     weights: Mapping[str, torch.Tensor],
     task: str = "lm",
+    vision: VisionConfig | None = None,
 ) -> dict:
     """Read `path` safely and check that training can continue from it with this corpus,
     tokenizer (`vocab`, serialised), model (`weights`: its state_dict, whose names and shapes
-    the stored weights must have) and `task`; each incompatibility is one `CheckpointError` line. Returns
-    the checkpoint's dict (its training state is checked by minigpt/training/resume.py)."""
+    the stored weights must have), `task` and `vision` (a caption model's image patches); each
+    incompatibility is one `CheckpointError` line. Returns the checkpoint's dict (its training
+    state is checked by minigpt/training/resume.py)."""
     ckpt = read_checkpoint(path)
     missing = [key for key in RESUME_KEYS if key not in ckpt]
     if missing:
@@ -139,6 +142,11 @@ def check_resumable(
         raise CheckpointError(
             f"checkpoint {path} was trained with task={theirs}, this run has task={task}; resume it with "
             f"task={theirs}{tool}"
+        )
+    if vision is not None and meta.vlm is not None and meta.vlm.vision != vision:
+        raise CheckpointError(
+            f"checkpoint {path} cuts images as {meta.vlm.vision}, this run as {vision}; resume with the same "
+            f"task.patch_size or start a new run"
         )
     _check_training_state(ckpt, path)
     _check_same_tokenizer(path, meta.tokenizer, vocab)

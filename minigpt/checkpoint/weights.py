@@ -1,6 +1,7 @@
 """The weights of a checkpoint or a GPT-2 folder, checked before a model is built from them: the
 memory the model config asks for (refused when the machine lacks it, before anything is
-allocated), tensors of the right kind and count, and no NaN or infinity."""
+allocated), tensors of the right kind, dtype and count, no NaN or infinity, no magnitude a float32
+forward pass cannot carry; and, once built, one forward pass that stays finite."""
 
 from __future__ import annotations
 

@@ -273,15 +273,7 @@ def train(cfg: DictConfig) -> dict:
         trainer, parts = make_trainer(cfg, run_dir, module)
         started.append(trainer)
         if resume_from is not None:
-            ckpt = check_resumable(
-                resume_from, module.tokenizer.serialize(), module.config.to_dict(), module.state_dict(), task_of(cfg)
-            )
-            # Lightning resumes from this checked dict, not from the file again (training/resume.py)
-            trainer.strategy.checkpoint_io.hand_over(
-                resume_from, checked_resume(ckpt, resume_from, trainer, module, parts.best)
-            )
-            log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
-            del ckpt
+            hand_over_checked(cfg, resume_from, trainer, module, parts)
         start = time.perf_counter()
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -293,6 +285,24 @@ def train(cfg: DictConfig) -> dict:
         finish(cfg, module, run_dir, summary)
         report_results(summary, parts.stop.received, task_of(cfg))
     return summary
+
+
+def hand_over_checked(cfg: DictConfig, resume_from: Path, trainer: L.Trainer, module: L.LightningModule, parts) -> None:
+    """Check the checkpoint a run resumes from and hand Lightning the checked dict, so that it
+    resumes from what was validated, not from the file read again (training/resume.py)."""
+    vision = getattr(module, "vision_config", None)  # a caption model's image patches
+    ckpt = check_resumable(
+        resume_from,
+        module.tokenizer.serialize(),
+        module.config.to_dict(),
+        module.state_dict(),
+        task_of(cfg),
+        vision,
+    )
+    trainer.strategy.checkpoint_io.hand_over(
+        resume_from, checked_resume(ckpt, resume_from, trainer, module, parts.best)
+    )
+    log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
 
 
 def check_sample_prompt(cfg: DictConfig, module: L.LightningModule) -> None:
