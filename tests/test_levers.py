@@ -3,11 +3,13 @@ says it changes, and keeps the model's guarantees (causality, KV cache == recomp
 attention paths equal, checkpoints that rebuild)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import RandomWindows
 from minigpt.errors import ConfigError, DataError
 from minigpt.model import GPT, CausalShortConv, GPTConfig, KVCache, ShortConv
@@ -176,6 +178,23 @@ def test_value_embeddings_and_skip_weights_land_in_adamw_groups():
     assert {"value_embeds.0.weight", "value_embeds.1.weight"} <= groups["embedding"]
     assert "skip_weights" in groups["vector"]
     assert not any(n.startswith("value_embeds") for n in groups["hidden"])
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_checkpoint_with_every_lever_loads_and_gives_its_logits():
+    """every_lever.ckpt: a 3-layer model trained 20 steps by train.py with every lever on (rope,
+    qk_norm, relu2, no biases, manual attention, zero-initialised projections, soft-capped logits,
+    value embeddings, U-net skips, short convolutions), its optimizer state dropped to keep it
+    small; every_lever_logits.pt: its logits on fixed ids when it was written. A change to how a
+    lever is built or named shows up here as a load error or different logits."""
+    loaded = load_model(FIXTURES / "every_lever.ckpt")
+    cfg = loaded.model.config
+    assert cfg.short_conv and cfg.value_embeds and cfg.unet_skips and cfg.zero_init_proj and cfg.logit_softcap
+    expected = torch.load(FIXTURES / "every_lever_logits.pt", weights_only=True)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(expected["idx"]), expected["logits"], rtol=0, atol=1e-6)
 
 
 def test_a_checkpoint_config_without_the_levers_builds_the_plain_model():
