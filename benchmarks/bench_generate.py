@@ -17,6 +17,7 @@ import time
 import torch
 
 from minigpt.checkpoint.load import load_model
+from minigpt.levers import build_gpt
 from minigpt.model import GPT, GPTConfig
 from minigpt.sampling import SamplingConfig, generate
 
@@ -28,7 +29,7 @@ def build(args) -> GPT:
     cfg = GPTConfig(
         vocab_size=65, block_size=args.block_size, n_layer=4, n_head=4, n_embd=128, pos_encoding=args.pos_encoding
     )
-    return GPT(cfg).eval()
+    return build_gpt(cfg).eval()
 
 
 def main() -> None:

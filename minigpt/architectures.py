@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from minigpt.errors import ConfigError
+from minigpt.levers import build_gpt
 from minigpt.lstm import LSTMLM, LSTMConfig
 from minigpt.model import GPT, GPTConfig
 
@@ -18,6 +19,8 @@ def build_model(config: dict) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ConfigError(f"model.arch={arch!r} is unknown; choose one of {', '.join(ARCHITECTURES)}")
     config_cls, model_cls = ARCHITECTURES[arch]
+    if model_cls is GPT:  # the textbook GPT, or LeverGPT when the config turns a lever on
+        return build_gpt(GPTConfig.from_dict(config))
     return model_cls(config_cls.from_dict(config))
 
 

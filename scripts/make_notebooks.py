@@ -227,7 +227,7 @@ projection `c_proj`. With `n_head=1` the head size is the full width `C`. Take i
 your function, and compare:
 
 # %%
-from minigpt.model import GPT, CausalSelfAttention, GPTConfig
+from minigpt.model import GPT, CausalSelfAttention, Context, GPTConfig
 
 cfg = GPTConfig(vocab_size=10, block_size=T, n_layer=1, n_head=1, n_embd=C, attn_impl="manual")
 attn = CausalSelfAttention(cfg, layer_idx=0).eval()
@@ -241,9 +241,8 @@ mine = attn.c_proj(y)
 bias = GPT(cfg).attention_bias(T, 0, True, cpu)  # (1, T, T)
 assert torch.equal(bias[0], torch.zeros(T, T).masked_fill(~mask, float("-inf")))
 
-theirs, w_theirs = attn(
-    x[None], bias=bias, need_weights=True
-)  # the module takes a batch: (1, T, C)
+# what the blocks read besides x travels in one Context; the module takes a batch: (1, T, C)
+theirs, w_theirs = attn(x[None], Context(bias=bias, need_weights=True))
 assert torch.allclose(mine, theirs[0], atol=1e-6)
 assert torch.allclose(w_mine, w_theirs[0, 0], atol=1e-6)
 print(
@@ -494,7 +493,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from minigpt.model import GPT, MLP, Block, CausalSelfAttention, GPTConfig, make_norm
+from minigpt.model import GPT, MLP, Block, CausalSelfAttention, Context, GPTConfig, make_norm
 
 torch.manual_seed(0)
 %matplotlib inline
@@ -553,7 +552,7 @@ y, w_mine = attend(split_heads(q), split_heads(k), split_heads(v), mask)  # (B, 
 mine = attn.c_proj(merge_heads(y))
 
 bias = torch.zeros(T, T).masked_fill(~mask, float("-inf"))
-theirs, w_theirs = attn(x, bias=bias, need_weights=True)
+theirs, w_theirs = attn(x, Context(bias=bias, need_weights=True))
 assert torch.allclose(mine, theirs, atol=1e-6) and torch.allclose(w_mine, w_theirs, atol=1e-6)
 print("multi-head attention matches CausalSelfAttention; weights", tuple(w_theirs.shape))
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import RandomWindows
 from minigpt.errors import ConfigError, DataError
-from minigpt.model import GPT, CausalShortConv, GPTConfig, KVCache, ShortConv
+from minigpt.levers import CausalShortConv, LeverCache, LeverGPT, ReLUSquared, ShortConv, build_gpt
+from minigpt.model import GPT, Context, GPTConfig, relu_squared
 from minigpt.training.module import LitGPT
 from minigpt.training.optim import MuonAdamW, orthogonalize
 
@@ -31,7 +32,7 @@ LEVERS = [
 def make(impl="manual", n_layer=4, **kw) -> GPT:
     torch.manual_seed(0)
     cfg = GPTConfig(V, block_size=16, n_layer=n_layer, n_head=2, n_embd=16, pos_encoding="rope", attn_impl=impl, **kw)
-    return GPT(cfg).eval()
+    return build_gpt(cfg).eval()
 
 
 def perturb(model: GPT) -> GPT:
@@ -83,9 +84,9 @@ def test_zero_initialised_projections_make_every_block_the_identity():
     model = make(zero_init_proj=True)
     x = torch.randn(2, 16, 16)
     for block in model.transformer.h:
-        out, _ = block(x)
+        out, _ = block(x, Context())
         torch.testing.assert_close(out, x, rtol=0, atol=0)
-    trained = GPT(model.config).train()
+    trained = LeverGPT(model.config).train()
     idx = torch.randint(V, (4, 16))
     F.cross_entropy(trained(idx).flatten(0, 1), idx.flatten()).backward()
     assert all(b.attn.c_proj.weight.grad.abs().sum() > 0 for b in trained.transformer.h)
@@ -102,6 +103,18 @@ def test_unet_skips_feed_the_mirrored_block():
     # with 4 layers: block 2 reads block 1's output, block 3 block 0's, each scaled by its weight
     torch.testing.assert_close(seen["in", 2], seen["out", 1] + w[1] * seen["out", 1])
     torch.testing.assert_close(seen["in", 3], seen["out", 2] + w[0] * seen["out", 0])
+
+
+# --8<-- [start:test_relu2]
+def test_relu_squared_backward_equals_autograds():
+    x = torch.randn(4, 5, 9, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
+    grad = torch.randn_like(x)
+    (ours,) = torch.autograd.grad(ReLUSquared.apply(x), x, grad)
+    (autograds,) = torch.autograd.grad(relu_squared(x), x, grad)  # the textbook's ReLU²
+    torch.testing.assert_close(ours, autograds, rtol=0, atol=0)
+    torch.testing.assert_close(ReLUSquared.apply(x), relu_squared(x), rtol=0, atol=0)
+    # --8<-- [end:test_relu2]
 
 
 # --8<-- [start:test_short_conv]
@@ -126,7 +139,7 @@ def test_short_conv_mixes_exactly_the_positions_before_each_one():
     g = torch.randn_like(ours)
     torch.testing.assert_close(torch.autograd.grad(ours, (xg, wg), g), torch.autograd.grad(theirs, (xg, wg), g))
     # fed one position at a time through a cache, the same outputs
-    cache = KVCache(n_layer=1, capacity=5)
+    cache = LeverCache(n_layer=1, capacity=5)
     torch.testing.assert_close(torch.cat([conv(x[:, t : t + 1], cache) for t in range(5)], 1), expected)
     # --8<-- [end:test_short_conv]
 
