@@ -2,7 +2,9 @@
 
 Shapes follow nanoGPT's names: B batch, T new positions, S positions attended to (cached +
 new), C = n_embd, nh = n_head, hs = head size = C // nh, V = vocab_size.
-This module imports neither Lightning nor Hydra: it is plain PyTorch.
+This module imports neither Lightning nor Hydra: it is plain PyTorch. What exists only for the
+budget recipes (short convolutions, value embeddings, U-net skips, ...) is in minigpt/levers.py,
+which extends `GPT` through the methods marked "lever hook".
 """
 
 from __future__ import annotations
@@ -22,19 +24,10 @@ ATTN_IMPLS = ("manual", "sdpa")
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
 CHOICES = {"pos_encoding": POS_ENCODINGS, "attn_impl": ATTN_IMPLS, "norm": NORMS, "activation": ACTIVATIONS}
-SWITCHES = (
-    "bias",
-    "residual",
-    "scale_attn",
-    "tie_weights",
-    "qk_norm",
-    "swap_qk",
-    "zero_init_proj",
-    "value_embeds",
-    "unet_skips",
-)
+SWITCHES = ("bias", "residual", "scale_attn", "tie_weights", "qk_norm", "swap_qk")  # true or false
 # the budget recipes' levers: minigpt/levers.py builds them (build_gpt), the textbook GPT refuses them
 LEVERS = ("zero_init_proj", "logit_softcap", "value_embeds", "unet_skips", "short_conv")
+LEVER_SWITCHES = ("zero_init_proj", "value_embeds", "unet_skips")  # true or false
 
 
 # --8<-- [start:config]
@@ -70,7 +63,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         self._check_integers()
-        for name in SWITCHES:
+        for name in SWITCHES + LEVER_SWITCHES:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
