@@ -329,3 +329,20 @@ def test_callbacks_ema_validates_and_saves_the_averaged_weights(tmp_path, small_
     model = load_model(tmp_path / "checkpoints" / "best.ckpt").model
     x = torch.randint(model.config.vocab_size, (1, 8))
     assert math.isfinite(summary["best_val_loss"]) and model(x).isfinite().all()
+
+
+@pytest.mark.slow  # dynamo traces the model and AOTAutograd its backward: tens of seconds
+def test_every_lever_under_torch_compile_equals_eager_with_gradients():
+    """torch.compile (dynamo + AOTAutograd, without inductor's C++ build) of a model with every
+    lever: the same logits and the same gradients as eager."""
+    model = perturb(make(**LEVERS[-1], zero_init_proj=True, activation="relu2")).train()
+    idx = torch.randint(V, (2, 16))
+    compiled = torch.compile(model, backend="aot_eager")
+    outs = []
+    for run in (model, compiled):
+        model.zero_grad()
+        logits = run(idx)
+        F.cross_entropy(logits.flatten(0, 1), idx.flatten()).backward()
+        outs.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-4, atol=1e-5)
