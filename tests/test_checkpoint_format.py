@@ -20,7 +20,7 @@ from minigpt.checkpoint.weights import (
     state_dict_size,
 )
 from minigpt.errors import CheckpointError
-from minigpt.training.classifier import classify_texts, load_classifier
+from minigpt.inference.classify import classify_texts, load_classifier
 
 # the keys train.py has always written under "minigpt"; a classifier adds CLASSIFIER_KEYS
 LM_KEYS = ["format_version", "model_config", "vocab", "run_config", "best_val_loss"]
