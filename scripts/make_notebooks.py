@@ -1585,7 +1585,7 @@ so the bits per character are exactly the compressed size.
 </details>
 
 **2. Where is it hardest?** Which characters of a passage does the trained model find hardest to
-predict? Use `minigpt.analysis.evaluate.token_losses` and `minigpt.figures.plot_char_loss`.
+predict? Use `minigpt.analysis.metrics.token_losses` and `minigpt.figures.plot_char_loss`.
 
 <details>
 <summary>Solution</summary>
@@ -1593,7 +1593,7 @@ predict? Use `minigpt.analysis.evaluate.token_losses` and `minigpt.figures.plot_
 ```python
 from IPython.display import display
 
-from minigpt.analysis.evaluate import token_losses
+from minigpt.analysis.metrics import token_losses
 from minigpt.figures import plot_char_loss
 
 passage = val_text[:400]
@@ -1810,7 +1810,7 @@ different word pairs among all word pairs (low means it repeats itself). Beam se
 continuations of highest total probability at every step (`minigpt.sampling.beam_search`).
 
 # %%
-from minigpt.analysis.evaluate import distinct_n, self_perplexity
+from minigpt.analysis.metrics import distinct_n, self_perplexity
 from minigpt.sampling import beam_search, make_generator
 
 prompt = "ROMEO:\n"

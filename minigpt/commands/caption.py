@@ -4,7 +4,7 @@ from omegaconf import DictConfig
 
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
-from minigpt.training.vlm import run
+from minigpt.inference.caption import run
 
 
 @hydra_tool(CONF_DIR, "caption")

@@ -2,7 +2,7 @@
 
 from omegaconf import DictConfig
 
-from minigpt.analysis.evaluate import run
+from minigpt.analysis.metrics import run
 from minigpt.cli import hydra_tool
 from minigpt.commands import CONF_DIR
 
