@@ -389,7 +389,10 @@ class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         if cfg.levers and not self.takes_levers:
-            raise ConfigError(f"{', '.join(cfg.levers)}: build the model with minigpt.levers.build_gpt(config)")
+            raise ConfigError(
+                f"{', '.join(cfg.levers)}: the textbook GPT does not build the recipes' levers; "
+                "build the model with minigpt.levers.build_gpt(config)"
+            )
         self.config = cfg
         self.transformer = nn.ModuleDict(
             dict(

@@ -346,3 +346,11 @@ def test_every_lever_under_torch_compile_equals_eager_with_gradients():
         outs.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_textbook_refuses_a_lever_and_build_gpt_picks_the_class():
+    with pytest.raises(ConfigError, match=r"model.unet_skips, model.short_conv: the textbook GPT .*build_gpt"):
+        GPT(GPTConfig(V, short_conv=3, unet_skips=True))
+    assert type(build_gpt(GPTConfig(V))) is GPT
+    assert type(build_gpt(GPTConfig(V, activation="relu2"))) is LeverGPT  # for ReLU²'s written-out backward
+    assert type(build_gpt(GPTConfig(V, logit_softcap=2.0))) is LeverGPT
