@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import torch
 
 from minigpt.checkpoint.load import load_model
+from minigpt.levers import build_gpt
 from minigpt.model import GPT, GPTConfig
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.threads import auto_threads
@@ -50,7 +51,7 @@ def build(args, size: str = "small") -> GPT:
         n_embd=n_embd,
         pos_encoding=args.pos_encoding,
     )
-    return GPT(cfg).eval()
+    return build_gpt(cfg).eval()
 
 
 def rate(model: GPT, prompt: torch.Tensor, tokens: int, use_cache: bool = True) -> tuple[float, torch.Tensor]:

@@ -5,7 +5,7 @@
 Speed: both models generate --tokens characters greedily with the KV cache from the same
 prompt, --repeats times, interleaved (fp32, int8, fp32, ...) so that both see the same machine
 load; the median tokens/s of each is printed. Size: bytes of the state_dict as torch.save
-writes it. Loss: minigpt.analysis.evaluate's sweep of the validation split of the checkpoint's corpus
+writes it. Loss: minigpt.analysis.metrics's sweep of the validation split of the checkpoint's corpus
 (the number evaluate.py prints), once per model and timed, which shows batched throughput.
 """
 
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from minigpt.analysis.evaluate import evaluation_ids, loss_metrics, token_losses
+from minigpt.analysis.metrics import evaluation_ids, loss_metrics, token_losses
 from minigpt.checkpoint.load import load_model
 from minigpt.inference.quantize import quantize_int8, state_dict_bytes
 from minigpt.sampling import SamplingConfig, generate

@@ -24,6 +24,7 @@ from minigpt.model import (
     MLP,
     Block,
     CausalSelfAttention,
+    Context,
     GPTConfig,
     alibi_slopes,
     apply_rope,
@@ -115,7 +116,7 @@ def _one_head(gen: torch.Generator) -> tuple:
 
 def _nothing_masked(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
     T = x.size(1)
-    return attn(x, bias=torch.zeros(1, T, T))[0]  # a bias of zeros hides nothing: every key is seen
+    return attn(x, Context(bias=torch.zeros(1, T, T)))[0]  # a bias of zeros hides nothing: every key is seen
 
 
 # --------------------------------------------------------------------------- 02_multi_head_and_block
@@ -304,8 +305,8 @@ EXERCISES: dict[str, Exercise] = {
     ),
     "head_weights": Exercise(
         "01_attention",
-        lambda x, attn: attn(x, need_weights=True)[1],
-        "CausalSelfAttention(..., need_weights=True)",
+        lambda x, attn: attn(x, Context(need_weights=True))[1],
+        "CausalSelfAttention(x, Context(need_weights=True))",
         _one_head,
         "q, k, v = attn.c_attn(x).split(C, dim=-1); multiply the scores by attn.scale, mask the future with "
         "-inf, softmax over the last dimension; return (B, 1, T, T)",

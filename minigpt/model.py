@@ -2,13 +2,16 @@
 
 Shapes follow nanoGPT's names: B batch, T new positions, S positions attended to (cached +
 new), C = n_embd, nh = n_head, hs = head size = C // nh, V = vocab_size.
-This module imports neither Lightning nor Hydra: it is plain PyTorch.
+This module imports neither Lightning nor Hydra: it is plain PyTorch. What exists only for the
+budget recipes (short convolutions, value embeddings, U-net skips, ...) is in minigpt/levers.py,
+which extends `GPT` through the methods marked "lever hook".
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -21,17 +24,10 @@ ATTN_IMPLS = ("manual", "sdpa")
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
 CHOICES = {"pos_encoding": POS_ENCODINGS, "attn_impl": ATTN_IMPLS, "norm": NORMS, "activation": ACTIVATIONS}
-SWITCHES = (
-    "bias",
-    "residual",
-    "scale_attn",
-    "tie_weights",
-    "qk_norm",
-    "swap_qk",
-    "zero_init_proj",
-    "value_embeds",
-    "unet_skips",
-)
+SWITCHES = ("bias", "residual", "scale_attn", "tie_weights", "qk_norm", "swap_qk")  # true or false
+# the budget recipes' levers: minigpt/levers.py builds them (build_gpt), the textbook GPT refuses them
+LEVERS = ("zero_init_proj", "logit_softcap", "value_embeds", "unet_skips", "short_conv")
+LEVER_SWITCHES = ("zero_init_proj", "value_embeds", "unet_skips")  # true or false
 
 
 # --8<-- [start:config]
@@ -57,7 +53,7 @@ class GPTConfig:
     swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
     rope_base: float = 10000.0
     mlp_ratio: int = 4  # the MLP's hidden width as a multiple of n_embd
-    # levers of the budget recipes (docs/performance.md measures each); all off by default
+    # the budget recipes' levers, built by minigpt/levers.py (docs/performance.md measures each); off by default
     zero_init_proj: bool = False  # residual branches' output projections start at zero
     logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap), never beyond +-cap
     value_embeds: bool = False  # each layer adds a learned per-token vector to its values
@@ -67,7 +63,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         self._check_integers()
-        for name in SWITCHES:
+        for name in SWITCHES + LEVER_SWITCHES:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
@@ -107,6 +103,11 @@ class GPTConfig:
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def levers(self) -> list[str]:
+        """The levers this config turns on, as `model.<name>`."""
+        return [f"model.{name}" for name in LEVERS if getattr(self, name)]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,43 +186,31 @@ class KVCache:
     """Keys and values of positions already seen, per layer, so decoding one token costs O(S).
 
     Tensors are pre-allocated to `capacity` positions: (B, nh, capacity, hs); slot i holds
-    position i of the current window.
-    """
+    position i of the current window. Each layer writes its new keys and values at slots
+    `length`, `length + 1`, ...; once every layer has, the model calls `advance`."""
 
     def __init__(self, n_layer: int, capacity: int) -> None:
-        self.n_layer = n_layer
         self.capacity = capacity
         self.k: list[torch.Tensor | None] = [None] * n_layer
         self.v: list[torch.Tensor | None] = [None] * n_layer
         self.length = 0  # filled slots
-        self.conv_inputs: dict[str, torch.Tensor] = {}  # ShortConv: the last inputs each has seen
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append new keys/values (B, nh, T, hs) of one layer; return all cached ones (B, nh, S, hs)."""
-        T = k.size(2)
+        """Write one layer's new keys/values (B, nh, T, hs) after the cached ones; return all (B, nh, S, hs)."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.capacity:
+            raise RuntimeError(f"KV cache overflow: {start} + {k.size(2)} > {self.capacity}; reset() it first")
         if self.k[layer] is None:
             B, nh, _, hs = k.shape
             self.k[layer] = k.new_zeros(B, nh, self.capacity, hs)
             self.v[layer] = v.new_zeros(B, nh, self.capacity, hs)
-        start = self.length
-        if start + T > self.capacity:
-            raise RuntimeError(f"KV cache overflow: {start} + {T} > {self.capacity}; reset() it first")
-        self.k[layer][:, :, start : start + T] = k
-        self.v[layer][:, :, start : start + T] = v
-        if layer == self.n_layer - 1:  # the last layer commits the step
-            self.length += T
-        end = start + T
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
-    def extend_conv_inputs(self, name: str, x: torch.Tensor, n: int) -> torch.Tensor:
-        """The new inputs x (B, T, C) of the short convolution `name` after the n that came just
-        before them (zeros before the first position): (B, n + T, C). Keeps the last n."""
-        before = self.conv_inputs.get(name)
-        if before is None:
-            before = x.new_zeros(x.size(0), n, x.size(2))
-        seen = torch.cat([before, x], dim=1)
-        self.conv_inputs[name] = seen[:, seen.size(1) - n :]
-        return seen
+    def advance(self, T: int) -> None:
+        """Count T new positions as cached: every layer has written them."""
+        self.length += T
 
     def reorder(self, index: torch.Tensor) -> None:
         """Select batch rows (beam search keeps the cache of the beams it continues)."""
@@ -229,12 +218,27 @@ class KVCache:
             for layer, t in enumerate(cache):
                 if t is not None:
                     cache[layer] = t.index_select(0, index)
-        self.conv_inputs = {name: t.index_select(0, index) for name, t in self.conv_inputs.items()}
 
     def reset(self) -> None:
         self.length = 0
-        self.conv_inputs.clear()
         # --8<-- [end:kv_cache]
+
+
+# --8<-- [start:context]
+@dataclass(frozen=True)
+class Context:
+    """What every block reads in one forward besides x, built once by `GPT._run` (as litgpt
+    passes `mask`, `cos` and `sin`): RoPE's cos and sin (T, hs/2) each, the attention bias
+    (nh or 1, T, S) with -inf on the future (None: plain causal attention over T == S positions,
+    which the fused kernel masks by itself), the KV cache, and whether to return attention weights.
+    `idx` (B, T) are the token ids of the new positions (minigpt/levers.py reads them)."""
+
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    bias: torch.Tensor | None = None
+    cache: KVCache | None = None
+    need_weights: bool = False
+    idx: torch.Tensor | None = None
+    # --8<-- [end:context]
 
 
 # --------------------------------------------------------------------------- layers
@@ -267,73 +271,15 @@ def make_norm(cfg: GPTConfig) -> nn.Module:
     # --8<-- [end:norm]
 
 
-# --8<-- [start:short_conv]
-class CausalShortConv(torch.autograd.Function):
-    """y_t = x_t + sum over s < k of w[s] * x_(t-s), with nothing before the first position:
-    x (B, T, C), w (k, C).
-
-    Each shift s is one multiply-add of the sequence into y, and the backward is written out the
-    same way: autograd through padded, shifted slices would compute the same values, but write
-    each shift's gradient into a zero-filled buffer of its own first (docs/performance.md)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        y = torch.addcmul(x, x, w[0])  # s = 0: x_t + w[0] * x_t
-        for s in range(1, w.size(0)):
-            y[:, s:].addcmul_(x[:, :-s], w[s])  # position t >= s adds w[s] * x_(t-s)
-        ctx.save_for_backward(x, w)
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, w = ctx.saved_tensors
-        grad_x = torch.addcmul(grad, grad, w[0])
-        for s in range(1, w.size(0)):
-            grad_x[:, :-s].addcmul_(grad[:, s:], w[s])  # x_t reached y_(t+s)
-        T = x.size(1)
-        grad_w = torch.stack([(grad[:, s:] * x[:, : T - s]).sum((0, 1)) for s in range(w.size(0))])
-        return grad_x, grad_w
-
-
-class ShortConv(nn.Module):
-    """x_t + sum over s < k of w[s] * x_(t-s): each channel mixes in its own values at position t
-    and the k-1 positions just before it, with its own weights (a causal depthwise convolution
-    of width k, plus a skip).
-
-    Attention can look one or two characters back too, but a head has to learn where to look; here
-    the recent past is at hand from the first step. Allen-Zhu (2025, "Physics of Language Models:
-    Part 4.1") calls such layers Canon layers. The weights start at zero: the identity."""
-
-    def __init__(self, channels: int, k: int, name: str) -> None:
-        super().__init__()
-        self.name = name  # its key in a KVCache
-        self.weight = nn.Parameter(torch.zeros(k, channels))  # weight[s] weighs x_(t-s)
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """x (B, T, C) -> (B, T, C); with a cache, T new positions after the cached ones."""
-        k = self.weight.size(0)
-        if torch.compiler.is_compiling():  # torch.compile/export: the same sum over a padded copy,
-            T = x.size(1)  # whose slices all have x's length, whatever T is
-            padded = F.pad(x, (0, 0, k - 1, 0))
-            return x + sum(self.weight[s] * padded[:, k - 1 - s : k - 1 - s + T] for s in range(k))
-        if cache is None:
-            return CausalShortConv.apply(x, self.weight)
-        # the k-1 inputs just before x come from the cache: run over both, keep the new positions
-        seen = cache.extend_conv_inputs(self.name, x, k - 1)
-        return CausalShortConv.apply(seen, self.weight)[:, k - 1 :]
-        # --8<-- [end:short_conv]
-
-
 # --8<-- [start:attention]
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position t sees only positions <= t."""
 
     def __init__(self, cfg: GPTConfig, layer_idx: int) -> None:
         super().__init__()
-        self.cfg = cfg
         self.layer_idx = layer_idx
-        self.n_head, self.head_size = cfg.n_head, cfg.head_size
+        self.n_head, self.head_size, self.n_embd = cfg.n_head, cfg.head_size, cfg.n_embd
+        self.attn_impl, self.qk_norm, self.swap_qk = cfg.attn_impl, cfg.qk_norm, cfg.swap_qk
         # one matrix computes queries, keys and values of all heads at once
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -343,51 +289,36 @@ class CausalSelfAttention(nn.Module):
         # to 1 so that softmax does not saturate at initialisation
         self.scale = 1.0 / math.sqrt(self.head_size) if cfg.scale_attn else 1.0
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        bias: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        need_weights: bool = False,
-        value_embed: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, C) -> (B, T, C), and the attention weights (B, nh, T, S) when asked for.
+    def qkv(self, x: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values (B, T, C) each, of all heads side by side."""
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        if self.swap_qk:  # both are learned linear maps, so this should change nothing
+            q, k = k, q
+        return q, k, v
 
-        `bias` (nh or 1, T, S) is added to the scores: -inf on the future, plus ALiBi's distance
-        penalty; GPT builds it once per forward (`GPT.attention_bias`). None means plain causal
-        attention over T == S positions, which the fused kernel masks by itself. `value_embed`
-        (B, T, C), with `value_embeds`, is added to the values: what a token offers to the
-        positions that attend to it then depends on its identity directly, not only through x."""
+    def forward(self, x: torch.Tensor, ctx: Context = Context()) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C) -> (B, T, C), and the attention weights (B, nh, T, S) when ctx asks for them."""
         # --8<-- [start:split_heads]
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        if value_embed is not None:
-            v = v + value_embed
-        if self.cfg.swap_qk:  # both are learned linear maps, so this should change nothing
-            q, k = k, q
+        q, k, v = self.qkv(x, ctx)
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         # --8<-- [end:split_heads]
-        if self.cfg.qk_norm:
+        if self.qk_norm:
             q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs)
-
+        if ctx.rope is not None:
+            q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
+        if ctx.cache is not None:
+            k, v = ctx.cache.update(self.layer_idx, k, v)  # (B, nh, S, hs)
         # --8<-- [start:scores]
         weights = None
-        if self.cfg.attn_impl == "sdpa" and not need_weights:  # torch's fused kernel, same math
-            mask = None if bias is None else bias.to(q.dtype)
-            dropout_p = self.attn_dropout.p if self.training else 0.0
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=bias is None, scale=self.scale
-            )
+        if self.attn_impl == "sdpa" and not ctx.need_weights:  # torch's fused kernel, same math
+            mask = None if ctx.bias is None else ctx.bias.to(q.dtype)
+            p = self.attn_dropout.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, mask, p, is_causal=mask is None, scale=self.scale)
         else:
-            if bias is None:  # plain causal attention: the mask the fused kernel applies by itself
-                bias = causal_bias(T, k.size(-2), x.device)
+            bias = causal_bias(T, k.size(-2), x.device) if ctx.bias is None else ctx.bias
             att = (q @ k.transpose(-2, -1)) * self.scale + bias  # (B, nh, T, S); -inf on the future
             weights = F.softmax(att, dim=-1)  # each row: a distribution over the positions it may see
             y = self.attn_dropout(weights) @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
@@ -400,25 +331,12 @@ class CausalSelfAttention(nn.Module):
 
 
 # --8<-- [start:mlp]
-class ReLUSquared(torch.autograd.Function):
-    """relu(x)**2, with its derivative 2*relu(x) written out.
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    """ReLU(x)**2 (So et al. 2021, "Primer")."""
+    return torch.relu(x).square()
 
-    The same values as `relu(x) * relu(x)`, whose autograd backward would multiply the incoming
-    gradient by each factor, add the two halves and mask them with relu's own backward; here the
-    backward is one product, so the (B, T, mlp_ratio*C) activations are read and written about half
-    as often per step, the largest element-wise cost of a small model on a CPU (docs/performance.md)."""
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        r = torch.relu(x)
-        ctx.save_for_backward(r)
-        return r * r
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (r,) = ctx.saved_tensors
-        return (grad * r).mul_(2)  # zero wherever x < 0, since r is
+ACTIVATION_FNS = {"gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "relu2": relu_squared}
 
 
 class MLP(nn.Module):
@@ -427,48 +345,31 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias)
+        self.act = ACTIVATION_FNS[cfg.activation]  # gelu_tanh: GPT-2's cheaper approximation of gelu
         self.c_proj = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.activation = cfg.activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.c_fc(x)
-        if self.activation == "gelu":
-            x = F.gelu(x)
-        elif self.activation == "gelu_tanh":  # GPT-2's cheaper approximation of the same curve
-            x = F.gelu(x, approximate="tanh")
-        else:  # ReLU squared (So et al. 2021, "Primer"), with a hand-written backward
-            x = ReLUSquared.apply(x)
-        return self.dropout(self.c_proj(x))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
         # --8<-- [end:mlp]
 
 
 # --8<-- [start:block]
 class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x)); with `short_conv`, each
-    norm's output first passes a ShortConv."""
+    """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, cfg: GPTConfig, layer_idx: int) -> None:
         super().__init__()
-        self.residual = cfg.residual
+        self.residual = cfg.residual  # False drops both additions (an ablation)
         self.ln_1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg, layer_idx)
         self.ln_2 = make_norm(cfg)
         self.mlp = MLP(cfg)
-        k = cfg.short_conv
-        self.conv_1 = ShortConv(cfg.n_embd, k, f"{layer_idx}.conv_1") if k else None
-        self.conv_2 = ShortConv(cfg.n_embd, k, f"{layer_idx}.conv_2") if k else None
 
-    def forward(self, x, rope=None, bias=None, cache=None, need_weights=False, value_embed=None):
-        h = self.ln_1(x)
-        if self.conv_1 is not None:
-            h = self.conv_1(h, cache)
-        a, weights = self.attn(h, rope, bias, cache, need_weights, value_embed)
+    def forward(self, x: torch.Tensor, ctx: Context = Context()) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.ln_1(x), ctx)
         x = x + a if self.residual else a
-        h = self.ln_2(x)
-        if self.conv_2 is not None:
-            h = self.conv_2(h, cache)
-        m = self.mlp(h)
+        m = self.mlp(self.ln_2(x))
         x = x + m if self.residual else m
         return x, weights
         # --8<-- [end:block]
@@ -479,16 +380,25 @@ class Block(nn.Module):
 
 # --8<-- [start:gpt_init]
 class GPT(nn.Module):
-    """Decoder-only transformer language model; `forward` returns logits, never a loss."""
+    """Decoder-only transformer language model; `forward` returns logits, never a loss.
+
+    minigpt/levers.py's `LeverGPT` extends it through the methods marked "lever hook"."""
+
+    takes_levers = False  # LeverGPT builds the GPTConfig.LEVERS; this class refuses them
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
+        if cfg.levers and not self.takes_levers:
+            raise ConfigError(
+                f"{', '.join(cfg.levers)}: the textbook GPT does not build the recipes' levers; "
+                "build the model with minigpt.levers.build_gpt(config)"
+            )
         self.config = cfg
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
                 drop=nn.Dropout(cfg.dropout),
-                h=nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)]),
+                h=nn.ModuleList([self.make_block(cfg, i) for i in range(cfg.n_layer)]),
                 ln_f=make_norm(cfg),
             )
         )
@@ -505,29 +415,32 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight
-        if cfg.value_embeds:  # one table per layer, read by token id (see CausalSelfAttention)
-            self.value_embeds = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.n_embd) for _ in range(cfg.n_layer))
-        if cfg.unet_skips:  # one learned weight per skip: block i's output into block n-1-i's input
-            self.skip_weights = nn.Parameter(torch.ones(cfg.n_layer // 2))
+        self.add_parameters(cfg)
+        self.init_weights()
 
+    def init_weights(self) -> None:
+        """GPT-2's initialisation (lever hook). Each residual branch adds to the stream, so the
+        projections into it shrink by 1/sqrt(2 * n_layer): the stream's variance stays
+        independent of depth."""
         self.apply(self._init_weights)
-        # GPT-2: each residual branch adds to the stream, so shrink the projections into it by
-        # 1/sqrt(2 * n_layer) to keep the stream's variance independent of depth
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
-                if cfg.zero_init_proj:  # each block starts as the identity; the update fills it in
-                    nn.init.zeros_(p)
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
             # --8<-- [end:gpt_init]
+
+    def make_block(self, cfg: GPTConfig, layer_idx: int) -> nn.Module:
+        """Block `layer_idx` (lever hook)."""
+        return Block(cfg, layer_idx)
+
+    def add_parameters(self, cfg: GPTConfig) -> None:
+        """Parameters beyond the transformer's, made before the weights are drawn (lever hook)."""
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without position embeddings (as nanoGPT reports it)."""
@@ -537,7 +450,7 @@ class GPT(nn.Module):
         return n
 
     def new_cache(self, capacity: int | None = None) -> KVCache:
-        """An empty KV cache for up to `capacity` positions (default: block_size)."""
+        """An empty KV cache for up to `capacity` positions (default: block_size) (lever hook)."""
         return KVCache(self.config.n_layer, capacity or self.config.block_size)
 
     # --8<-- [start:run]
@@ -550,7 +463,6 @@ class GPT(nn.Module):
         if past + T > cfg.block_size:
             raise ValueError(f"sequence of {past + T} positions exceeds block_size {cfg.block_size}")
         positions = torch.arange(past, past + T, device=idx.device)  # positions of the new tokens
-
         x = self.transformer.wte(idx) if tokens is None else tokens  # (B, T, C)
         rope = None
         if cfg.pos_encoding == "learned":
@@ -559,21 +471,19 @@ class GPT(nn.Module):
             x = x + self.wpe_table[past : past + T]
         elif cfg.pos_encoding == "rope":
             rope = rope_cos_sin(positions, cfg.head_size, cfg.rope_base)
-        dense = need_weights or cfg.attn_impl == "manual"
-        bias = self.attention_bias(T, past, dense, idx.device)
-        x = self.transformer.drop(x)
-
-        weights, skips = [], []
-        n = cfg.n_layer
-        for i, block in enumerate(self.transformer.h):
-            if cfg.unet_skips and i >= n - n // 2:  # second half: the mirrored block's output
-                x = x + self.skip_weights[n - 1 - i] * skips.pop()
-            value_embed = self.value_embeds[i](idx) if cfg.value_embeds else None
-            x, w = block(x, rope, bias, cache, need_weights, value_embed)
-            if cfg.unet_skips and i < n // 2:
-                skips.append(x)
-            weights.append(w)
+        bias = self.attention_bias(T, past, need_weights or cfg.attn_impl == "manual", idx.device)
+        x, weights = self.blocks(self.transformer.drop(x), Context(rope, bias, cache, need_weights, idx))
+        if cache is not None:
+            cache.advance(T)  # every layer has written the new positions' keys and values
         return self.transformer.ln_f(x), weights  # (B, T, C)
+
+    def blocks(self, x: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """x (B, T, C) through every block in order (lever hook); each layer's attention weights."""
+        weights = []
+        for block in self.transformer.h:
+            x, w = block(x, ctx)
+            weights.append(w)
+        return x, weights
         # --8<-- [end:run]
 
     # --8<-- [start:attention_bias]
@@ -601,11 +511,8 @@ class GPT(nn.Module):
         # --8<-- [end:forward]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """lm_head on final hidden states x (B, T, C), soft-capped when `logit_softcap` > 0: tanh
-        keeps every logit within +-cap, smoothly, so no token's score can run away."""
-        logits = self.lm_head(x)
-        cap = self.config.logit_softcap
-        return cap * torch.tanh(logits / cap) if cap > 0 else logits
+        """lm_head on final hidden states x (B, T, C) (lever hook)."""
+        return self.lm_head(x)
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """The final hidden states (B, T, C): the last block's output after ln_f, what lm_head

@@ -131,7 +131,7 @@ def attend(q, k, v, mask=None, scale=True):
 # your function, and compare:
 
 # %%
-from minigpt.model import GPT, CausalSelfAttention, GPTConfig
+from minigpt.model import GPT, CausalSelfAttention, Context, GPTConfig
 
 cfg = GPTConfig(vocab_size=10, block_size=T, n_layer=1, n_head=1, n_embd=C, attn_impl="manual")
 attn = CausalSelfAttention(cfg, layer_idx=0).eval()
@@ -145,9 +145,8 @@ mine = attn.c_proj(y)
 bias = GPT(cfg).attention_bias(T, 0, True, cpu)  # (1, T, T)
 assert torch.equal(bias[0], torch.zeros(T, T).masked_fill(~mask, float("-inf")))
 
-theirs, w_theirs = attn(
-    x[None], bias=bias, need_weights=True
-)  # the module takes a batch: (1, T, C)
+# what the blocks read besides x travels in one Context; the module takes a batch: (1, T, C)
+theirs, w_theirs = attn(x[None], Context(bias=bias, need_weights=True))
 assert torch.allclose(mine, theirs[0], atol=1e-6)
 assert torch.allclose(w_mine, w_theirs[0, 0], atol=1e-6)
 print(
@@ -325,7 +324,7 @@ nb.check(mask_by_hand, "mask_by_hand")
 # ### Exercise 2: the weights of a one-head layer
 #
 # Given a one-head `CausalSelfAttention` called `attn` and a batch `x` of shape `(B, T, C)`,
-# return its attention weights `(B, 1, T, T)`, as `attn(x, need_weights=True)[1]` does. The queries,
+# return its attention weights `(B, 1, T, T)`, as `attn(x, Context(need_weights=True))[1]` does. The queries,
 # keys and values come from `attn.c_attn(x)` (split it in three along the last dimension), and the
 # scale is `attn.scale`.
 
@@ -345,7 +344,7 @@ nb.check(head_weights, "head_weights")
 # minigpt's model has no switch that removes the causal mask, but its attention layer adds whatever
 # `bias` it is given to the scores, and a bias of zeros hides nothing. Write the output (after
 # `attn.c_proj`) of a one-head layer **without** the mask; the check compares it with
-# `attn(x, bias=torch.zeros(1, T, T))`. Then see what the mask was protecting: with your function,
+# `attn(x, Context(bias=torch.zeros(1, T, T)))`. Then see what the mask was protecting: with your function,
 # does the output at position 2 change when you change the input at position 5? And with the mask
 # (`attn(x)`)?
 

@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from minigpt.model import GPT, MLP, Block, CausalSelfAttention, GPTConfig, make_norm
+from minigpt.model import GPT, MLP, Block, CausalSelfAttention, Context, GPTConfig, make_norm
 
 
 def attend(q, k, v, mask=None):
@@ -96,7 +96,7 @@ y, w_mine = attend(split_heads(q), split_heads(k), split_heads(v), mask)  # (B, 
 mine = attn.c_proj(merge_heads(y))
 
 bias = torch.zeros(T, T).masked_fill(~mask, float("-inf"))
-theirs, w_theirs = attn(x, bias=bias, need_weights=True)
+theirs, w_theirs = attn(x, Context(bias=bias, need_weights=True))
 assert torch.allclose(mine, theirs, atol=1e-6) and torch.allclose(w_mine, w_theirs, atol=1e-6)
 print("multi-head attention matches CausalSelfAttention; weights", tuple(w_theirs.shape))
 

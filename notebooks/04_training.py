@@ -377,7 +377,7 @@ nb.check(windows_by_hand, "windows_by_hand")
 # </details>
 #
 # **2. Where is it hardest?** Which characters of a passage does the trained model find hardest to
-# predict? Use `minigpt.analysis.evaluate.token_losses` and `minigpt.figures.plot_char_loss`.
+# predict? Use `minigpt.analysis.metrics.token_losses` and `minigpt.figures.plot_char_loss`.
 #
 # <details>
 # <summary>Solution</summary>
@@ -385,7 +385,7 @@ nb.check(windows_by_hand, "windows_by_hand")
 # ```python
 # from IPython.display import display
 #
-# from minigpt.analysis.evaluate import token_losses
+# from minigpt.analysis.metrics import token_losses
 # from minigpt.figures import plot_char_loss
 #
 # passage = val_text[:400]

@@ -162,7 +162,7 @@ print(repr(tok.decode(mine[0].tolist())))
 # continuations of highest total probability at every step (`minigpt.sampling.beam_search`).
 
 # %%
-from minigpt.analysis.evaluate import distinct_n, self_perplexity
+from minigpt.analysis.metrics import distinct_n, self_perplexity
 from minigpt.sampling import beam_search, make_generator
 
 prompt = "ROMEO:\n"

@@ -39,7 +39,7 @@ from IPython.display import display
 
 from minigpt import figures, probes
 from minigpt.analysis.diagnose import TEMPERATURES, encode
-from minigpt.analysis.evaluate import token_losses
+from minigpt.analysis.metrics import token_losses
 from minigpt.checkpoint.load import load_model
 
 loaded = load_model(CKPT)

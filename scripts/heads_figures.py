@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from minigpt.analysis.evaluate import evaluation_ids
+from minigpt.analysis.metrics import evaluation_ids
 from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import CharDataModule
 from minigpt.figures import plot_head_formation, plot_lens_loss, read_scalars

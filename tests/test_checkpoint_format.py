@@ -20,7 +20,7 @@ from minigpt.checkpoint.weights import (
     state_dict_size,
 )
 from minigpt.errors import CheckpointError
-from minigpt.training.classifier import classify_texts, load_classifier
+from minigpt.inference.classify import classify_texts, load_classifier
 
 # the keys train.py has always written under "minigpt"; a classifier adds CLASSIFIER_KEYS
 LM_KEYS = ["format_version", "model_config", "vocab", "run_config", "best_val_loss"]
@@ -96,6 +96,27 @@ CONFIGS = [
     {"arch": "gpt", "vocab_size": 65, "n_layer": 1, "n_head": 2, "n_embd": 8, "norm": "none", "pos_encoding": "rope"},
     {"arch": "lstm", "vocab_size": 65, "n_layer": 2, "n_embd": 16},
     {"arch": "lstm", "vocab_size": 65, "n_layer": 1, "n_embd": 16, "tie_weights": False},
+]
+SMALL = {"arch": "gpt", "vocab_size": 65, "n_layer": 3, "n_head": 2, "n_embd": 8}
+EVERY_LEVER = {"zero_init_proj": True, "logit_softcap": 5.0, "value_embeds": True, "unet_skips": True, "short_conv": 3}
+# every other switch of GPTConfig and every lever, alone, then all levers at once, at 3 layers and
+# past weights.EXACT_DEPTH (sized from fewer layers: odd and even depths)
+CONFIGS += [
+    {**SMALL, **switch}
+    for switch in (
+        {"residual": False},
+        {"scale_attn": False},
+        {"qk_norm": True},
+        {"swap_qk": True},
+        {"mlp_ratio": 3},
+        {"activation": "relu2"},
+        {"pos_encoding": "none", "attn_impl": "manual"},
+        *({name: value} for name, value in EVERY_LEVER.items()),
+        {"short_conv": 1, "bias": False, "tie_weights": False},
+        EVERY_LEVER,
+        {**EVERY_LEVER, "n_layer": 19},
+        {**EVERY_LEVER, "n_layer": 20, "pos_encoding": "sinusoidal"},
+    )
 ]
 
 

@@ -9,10 +9,11 @@ import torch
 from conftest import ROOT, run_cli, train_cfg
 
 from minigpt.checkpoint.load import load_model
+from minigpt.classifier import pool
 from minigpt.data.labelled import read_labelled
 from minigpt.errors import ConfigError, DataError, VocabularyError
 from minigpt.figures import metric_name, read_scalars
-from minigpt.training.classifier import classify_texts, load_classifier, pool
+from minigpt.inference.classify import classify_texts, load_classifier
 from minigpt.training.run import train
 
 STEPS = 40

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import CONF, ROOT, run_cli, train_cfg
 from hydra import compose, initialize_config_dir
 
-from minigpt.analysis.evaluate import (
+from minigpt.analysis.metrics import (
     GENERATION_COLUMNS,
     distinct_n,
     evaluation_ids,

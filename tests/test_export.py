@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import CONF, run_cli
+from conftest import CONF, ROOT, run_cli
 from hydra import compose, initialize_config_dir
 
 from minigpt.architectures import build_model
@@ -182,3 +182,27 @@ def test_a_failed_write_keeps_the_earlier_export_and_leaves_no_partial_file(tiny
         export_with_config(tiny_run["last_ckpt"], "exported", out, "force=true")
     assert out.read_text() == "an earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt2"]
+
+
+@pytest.mark.slow  # torch.export of the levers' model: about a minute on 2 busy cores
+@pytest.mark.parametrize("fmt", ["exported", "onnx"])
+def test_a_model_with_every_lever_exports_to_its_eager_logits(fmt, tmp_path):
+    """tests/fixtures/every_lever.ckpt (short convolutions, value embeddings, U-net skips,
+    soft-capped logits, ReLU², rope): both formats compute what the eager LeverGPT computes."""
+    ckpt = ROOT / "tests" / "fixtures" / "every_lever.ckpt"
+    loaded = load_model(ckpt)
+    out = tmp_path / f"levers{'.pt2' if fmt == 'exported' else '.onnx'}"
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+        onnx = pytest.importorskip("onnx")
+        from onnx.reference import ReferenceEvaluator
+
+        export_with_config(ckpt, fmt, out)
+        session = ReferenceEvaluator(onnx.load(out))
+        program = lambda idx: torch.from_numpy(session.run(None, {"idx": idx.numpy()})[0])  # noqa: E731
+    else:
+        export_with_config(ckpt, fmt, out)
+        program = torch.export.load(out).module()
+    idx = torch.randint(loaded.model.config.vocab_size, (2, 11))
+    with torch.no_grad():
+        torch.testing.assert_close(program(idx), loaded.model(idx), rtol=1e-5, atol=1e-5)

@@ -445,7 +445,7 @@ def as_classifier(**values):
     ],
 )
 def test_crafted_classifier_checkpoints_are_one_line(tiny_run, tmp_path, change, message):
-    from minigpt.training.classifier import load_classifier
+    from minigpt.inference.classify import load_classifier
 
     path = craft(tiny_run, tmp_path, change)
     with pytest.raises(CheckpointError, match=message) as error:

@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from minigpt.analysis.diagnose import read_text
-from minigpt.analysis.evaluate import evaluation_ids
+from minigpt.analysis.metrics import evaluation_ids
 from minigpt.checkpoint.gpt2 import shard_files
 from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import CharDataModule, download, encode_corpus, iter_corpus, resolve_corpus

@@ -13,7 +13,7 @@ from conftest import train_cfg
 from omegaconf import OmegaConf
 
 from minigpt.analysis.diagnose import diagnose
-from minigpt.analysis.evaluate import generation_table, token_losses
+from minigpt.analysis.metrics import generation_table, token_losses
 from minigpt.checkpoint import weights
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import activation_bytes, decoding_bytes, estimate_model_bytes, training_bytes

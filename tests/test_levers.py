@@ -3,14 +3,17 @@ says it changes, and keeps the model's guarantees (causality, KV cache == recomp
 attention paths equal, checkpoints that rebuild)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import RandomWindows
 from minigpt.errors import ConfigError, DataError
-from minigpt.model import GPT, CausalShortConv, GPTConfig, KVCache, ShortConv
+from minigpt.levers import CausalShortConv, LeverCache, LeverGPT, ReLUSquared, ShortConv, build_gpt
+from minigpt.model import GPT, Context, GPTConfig, relu_squared
 from minigpt.training.module import LitGPT
 from minigpt.training.optim import MuonAdamW, orthogonalize
 
@@ -29,7 +32,7 @@ LEVERS = [
 def make(impl="manual", n_layer=4, **kw) -> GPT:
     torch.manual_seed(0)
     cfg = GPTConfig(V, block_size=16, n_layer=n_layer, n_head=2, n_embd=16, pos_encoding="rope", attn_impl=impl, **kw)
-    return GPT(cfg).eval()
+    return build_gpt(cfg).eval()
 
 
 def perturb(model: GPT) -> GPT:
@@ -81,9 +84,9 @@ def test_zero_initialised_projections_make_every_block_the_identity():
     model = make(zero_init_proj=True)
     x = torch.randn(2, 16, 16)
     for block in model.transformer.h:
-        out, _ = block(x)
+        out, _ = block(x, Context())
         torch.testing.assert_close(out, x, rtol=0, atol=0)
-    trained = GPT(model.config).train()
+    trained = LeverGPT(model.config).train()
     idx = torch.randint(V, (4, 16))
     F.cross_entropy(trained(idx).flatten(0, 1), idx.flatten()).backward()
     assert all(b.attn.c_proj.weight.grad.abs().sum() > 0 for b in trained.transformer.h)
@@ -100,6 +103,18 @@ def test_unet_skips_feed_the_mirrored_block():
     # with 4 layers: block 2 reads block 1's output, block 3 block 0's, each scaled by its weight
     torch.testing.assert_close(seen["in", 2], seen["out", 1] + w[1] * seen["out", 1])
     torch.testing.assert_close(seen["in", 3], seen["out", 2] + w[0] * seen["out", 0])
+
+
+# --8<-- [start:test_relu2]
+def test_relu_squared_backward_equals_autograds():
+    x = torch.randn(4, 5, 9, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
+    grad = torch.randn_like(x)
+    (ours,) = torch.autograd.grad(ReLUSquared.apply(x), x, grad)
+    (autograds,) = torch.autograd.grad(relu_squared(x), x, grad)  # the textbook's ReLU²
+    torch.testing.assert_close(ours, autograds, rtol=0, atol=0)
+    torch.testing.assert_close(ReLUSquared.apply(x), relu_squared(x), rtol=0, atol=0)
+    # --8<-- [end:test_relu2]
 
 
 # --8<-- [start:test_short_conv]
@@ -124,7 +139,7 @@ def test_short_conv_mixes_exactly_the_positions_before_each_one():
     g = torch.randn_like(ours)
     torch.testing.assert_close(torch.autograd.grad(ours, (xg, wg), g), torch.autograd.grad(theirs, (xg, wg), g))
     # fed one position at a time through a cache, the same outputs
-    cache = KVCache(n_layer=1, capacity=5)
+    cache = LeverCache(n_layer=1, capacity=5)
     torch.testing.assert_close(torch.cat([conv(x[:, t : t + 1], cache) for t in range(5)], 1), expected)
     # --8<-- [end:test_short_conv]
 
@@ -176,6 +191,23 @@ def test_value_embeddings_and_skip_weights_land_in_adamw_groups():
     assert {"value_embeds.0.weight", "value_embeds.1.weight"} <= groups["embedding"]
     assert "skip_weights" in groups["vector"]
     assert not any(n.startswith("value_embeds") for n in groups["hidden"])
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_checkpoint_with_every_lever_loads_and_gives_its_logits():
+    """every_lever.ckpt: a 3-layer model trained 20 steps by train.py with every lever on (rope,
+    qk_norm, relu2, no biases, manual attention, zero-initialised projections, soft-capped logits,
+    value embeddings, U-net skips, short convolutions), its optimizer state dropped to keep it
+    small; every_lever_logits.pt: its logits on fixed ids when it was written. A change to how a
+    lever is built or named shows up here as a load error or different logits."""
+    loaded = load_model(FIXTURES / "every_lever.ckpt")
+    cfg = loaded.model.config
+    assert cfg.short_conv and cfg.value_embeds and cfg.unet_skips and cfg.zero_init_proj and cfg.logit_softcap
+    expected = torch.load(FIXTURES / "every_lever_logits.pt", weights_only=True)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(expected["idx"]), expected["logits"], rtol=0, atol=1e-6)
 
 
 def test_a_checkpoint_config_without_the_levers_builds_the_plain_model():
@@ -297,3 +329,28 @@ def test_callbacks_ema_validates_and_saves_the_averaged_weights(tmp_path, small_
     model = load_model(tmp_path / "checkpoints" / "best.ckpt").model
     x = torch.randint(model.config.vocab_size, (1, 8))
     assert math.isfinite(summary["best_val_loss"]) and model(x).isfinite().all()
+
+
+@pytest.mark.slow  # dynamo traces the model and AOTAutograd its backward: tens of seconds
+def test_every_lever_under_torch_compile_equals_eager_with_gradients():
+    """torch.compile (dynamo + AOTAutograd, without inductor's C++ build) of a model with every
+    lever: the same logits and the same gradients as eager."""
+    model = perturb(make(**LEVERS[-1], zero_init_proj=True, activation="relu2")).train()
+    idx = torch.randint(V, (2, 16))
+    compiled = torch.compile(model, backend="aot_eager")
+    outs = []
+    for run in (model, compiled):
+        model.zero_grad()
+        logits = run(idx)
+        F.cross_entropy(logits.flatten(0, 1), idx.flatten()).backward()
+        outs.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_textbook_refuses_a_lever_and_build_gpt_picks_the_class():
+    with pytest.raises(ConfigError, match=r"model.unet_skips, model.short_conv: the textbook GPT .*build_gpt"):
+        GPT(GPTConfig(V, short_conv=3, unet_skips=True))
+    assert type(build_gpt(GPTConfig(V))) is GPT
+    assert type(build_gpt(GPTConfig(V, activation="relu2"))) is LeverGPT  # for ReLU²'s written-out backward
+    assert type(build_gpt(GPTConfig(V, logit_softcap=2.0))) is LeverGPT

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minigpt.errors import ConfigError
-from minigpt.model import GPT, POS_ENCODINGS, CausalSelfAttention, GPTConfig, alibi_slopes
+from minigpt.model import GPT, POS_ENCODINGS, CausalSelfAttention, Context, GPTConfig, alibi_slopes
 
 V = 11
 
@@ -177,15 +177,15 @@ def test_the_model_module_loads_neither_lightning_nor_hydra():
 
 
 def test_attention_without_a_bias_is_plain_causal_attention_on_both_paths():
-    """CausalSelfAttention(bias=None), as used on its own (the notebooks): the manual path and
+    """CausalSelfAttention without a bias, as used on its own (the notebooks): the manual path and
     the weights it returns are causal, and equal the fused kernel's output."""
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=8, block_size=6, n_layer=1, n_head=2, n_embd=8, attn_impl="manual")
     attn = CausalSelfAttention(cfg, layer_idx=0).eval()
     x = torch.randn(2, 6, 8)
-    manual, weights = attn(x, need_weights=True)
+    manual, weights = attn(x, Context(need_weights=True))
     assert torch.all(weights.triu(diagonal=1) == 0)
-    attn.cfg = GPTConfig(**{**cfg.__dict__, "attn_impl": "sdpa"})
+    attn.attn_impl = "sdpa"
     fused, _ = attn(x)
     torch.testing.assert_close(manual, fused)
 
@@ -220,15 +220,28 @@ def test_rope_under_torch_compile_rotates_the_same_way(monkeypatch):
     torch.testing.assert_close(apply_rope(x, cos, sin), eager)
 
 
-# --8<-- [start:test_relu2]
-def test_relu_squared_backward_equals_autograds():
-    from minigpt.model import ReLUSquared
+def test_kv_cache_advances_when_told_not_when_a_layer_writes():
+    """Writing a layer's keys and values never moves the cache: `advance` does, once per forward."""
+    from minigpt.model import KVCache
 
-    x = torch.randn(4, 5, 9, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
-    grad = torch.randn_like(x)
-    (ours,) = torch.autograd.grad(ReLUSquared.apply(x), x, grad)
-    (autograds,) = torch.autograd.grad(torch.relu(x) ** 2, x, grad)
-    torch.testing.assert_close(ours, autograds)
-    torch.testing.assert_close(ReLUSquared.apply(x), torch.relu(x) ** 2)
-    # --8<-- [end:test_relu2]
+    cache = KVCache(n_layer=3, capacity=8)
+    k = torch.randn(1, 2, 3, 4)  # (B, nh, T, hs)
+    for layer in range(3):
+        keys, _ = cache.update(layer, k, k)
+        assert keys.shape[2] == 3 and cache.length == 0
+    cache.advance(3)
+    keys, _ = cache.update(0, k[:, :, :1], k[:, :, :1])  # the next position goes to slot 3
+    assert cache.length == 3 and keys.shape[2] == 4 and torch.equal(keys[:, :, 3], k[:, :, 0])
+
+
+def test_a_model_running_only_some_of_its_layers_keeps_its_cache_exact():
+    """Two of four blocks run (an early exit, as the logit lens reads): the cache still follows
+    the positions, and cached logits equal a recompute with the same two blocks."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=4, n_head=2, n_embd=16, pos_encoding="rope")).eval()
+    model.transformer.h = model.transformer.h[:2]
+    idx = torch.randint(11, (2, 12))
+    cache = model.new_cache()
+    stepped = torch.cat([model(idx[:, :5], cache)] + [model(idx[:, t : t + 1], cache) for t in range(5, 12)], 1)
+    assert cache.length == 12
+    torch.testing.assert_close(stepped, model(idx), rtol=1e-5, atol=1e-5)

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from conftest import ROOT, run_cli
 
-from minigpt.analysis.evaluate import token_losses
+from minigpt.analysis.metrics import token_losses
 from minigpt.checkpoint.load import load_model
 from minigpt.errors import ConfigError
 from minigpt.inference.quantize import check_quantize, device_for, is_quantized, quantize_int8, state_dict_bytes

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from minigpt.errors import ConfigError
+from minigpt.levers import build_gpt
 from minigpt.model import GPT, POS_ENCODINGS, GPTConfig
 from minigpt.sampling import (
     ContextFeeder,
@@ -27,7 +28,7 @@ V = 13
 def make(pos="learned", impl="sdpa", block=16, **levers) -> GPT:
     torch.manual_seed(1)
     cfg = GPTConfig(V, block_size=block, n_layer=2, n_head=2, n_embd=16, pos_encoding=pos, attn_impl=impl, **levers)
-    model = GPT(cfg).eval()
+    model = build_gpt(cfg).eval()
     with torch.no_grad():  # larger weights than the init: sharper, more position-dependent logits
         for name, p in model.named_parameters():
             if "conv" in name:  # the short convolutions start at zero: give them weights to carry
@@ -54,10 +55,15 @@ def test_cached_logits_equal_full_recompute_past_the_window(pos, impl):
     # --8<-- [end:test_cache_logits]
 
 
-def test_short_conv_decodes_exactly_past_the_window_and_in_beam_search():
+# zero_init_proj changes only the initial weights, which make() replaces
+EVERY_LEVER = dict(short_conv=3, value_embeds=True, unet_skips=True, logit_softcap=5.0, activation="relu2")
+
+
+@pytest.mark.parametrize("levers", [{"short_conv": 3}, EVERY_LEVER], ids=["short_conv", "every_lever"])
+def test_levers_decode_exactly_past_the_window_and_in_beam_search(levers):
     """The short convolutions keep their last inputs in the cache: a window that moves starts them
-    afresh, and beam search carries each beam's own."""
-    model = make("rope", "manual", short_conv=3)
+    afresh, and beam search carries each beam's own; the other levers keep cached == recompute."""
+    model = make("rope", "manual", **levers)
     seq = torch.randint(V, (2, 40))
     assert_cached_logits_equal_recompute(model, seq)
     prompt = seq[:1, :3]

@@ -18,6 +18,7 @@ from minigpt.data.digits import (
     IGNORE,
     PLUS_PROMPT,
     DigitsDataModule,
+    answer,
     caption_of,
     expand,
     layout,
@@ -27,10 +28,11 @@ from minigpt.data.digits import (
 )
 from minigpt.errors import CheckpointError, ConfigError, DataError
 from minigpt.figures import metric_name, tensorboard_tag
+from minigpt.inference.caption import load_vlm, read_image
+from minigpt.inference.caption import run as caption_tool
 from minigpt.model import GPT, POS_ENCODINGS, GPTConfig
 from minigpt.training.run import train
-from minigpt.training.vlm import LitVLM, answer, answers_right, load_vlm, read_image
-from minigpt.training.vlm import run as caption_tool
+from minigpt.training.vlm import LitVLM, answers_right
 from minigpt.vlm import IMAGE, VLM, PatchEmbedding, VisionConfig, greedy_answer, image_attention, patchify, unpatchify
 
 TOKENIZER = make_tokenizer()

@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from minigpt.analysis.evaluate import token_losses
+from minigpt.analysis.metrics import token_losses
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall

@@ -25,8 +25,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from minigpt.analysis.ablation import Part, ablation_table, every_part, head_name, parse_head, together
 from minigpt.analysis.diagnose import encode, read_text
-from minigpt.analysis.evaluate import evaluation_ids
 from minigpt.analysis.explorer import attention_band, explorer_page, head_records
+from minigpt.analysis.metrics import evaluation_ids
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.cli import check_int, check_out_dir, check_unknown, require

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from minigpt.architectures import model_for
 from minigpt.checkpoint.format import first_line, printable, shown
 from minigpt.errors import CheckpointError
 from minigpt.lstm import LSTMConfig
@@ -24,34 +26,61 @@ BYTES_PER_VALUE = 4  # models are built in float32
 # --------------------------------------------------------------------------- sizes
 
 
+EXACT_DEPTH = 16  # deeper models are sized from 15 or 16 layers, adding two layers at a time
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """How many values a model holds: `parameters` (a tied LM head counted once), `buffers` (the
+    sinusoidal position table, ALiBi's slopes) and `state_dict` (what `state_dict()` stores: a tied
+    head twice, no non-persistent buffer)."""
+
+    parameters: int
+    buffers: int
+    state_dict: int
+
+    def __add__(self, other: ModelSize) -> ModelSize:
+        return ModelSize(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def __sub__(self, other: ModelSize) -> ModelSize:
+        return ModelSize(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def __mul__(self, k: int) -> ModelSize:
+        return ModelSize(*(k * a for a in astuple(self)))
+
+
+def model_size(config: GPTConfig | LSTMConfig) -> ModelSize:
+    """The sizes of the model `config` describes, read from the model itself built on the meta
+    device (shapes without storage: nothing is allocated), so that no option can make them drift.
+    Every layer has the same parameters, and a parameter per pair of layers at most (U-net skips),
+    so a model deeper than EXACT_DEPTH is sized from one of EXACT_DEPTH - 1 or EXACT_DEPTH layers
+    plus (its extra layers / 2) times what two more layers add: a config of 10**8 layers is
+    refused without building 10**8 blocks."""
+    if config.n_layer <= EXACT_DEPTH:
+        with torch.device("meta"):
+            model = model_for(config)
+        parameters = sum(p.numel() for p in model.parameters())
+        buffers = sum(b.numel() for b in model.buffers())
+        return ModelSize(parameters, buffers, sum(t.numel() for t in model.state_dict().values()))
+    base = EXACT_DEPTH - (config.n_layer - EXACT_DEPTH) % 2  # the same parity as n_layer
+    two_layers = model_size(replace(config, n_layer=EXACT_DEPTH)) - model_size(replace(config, n_layer=EXACT_DEPTH - 2))
+    return model_size(replace(config, n_layer=base)) + two_layers * ((config.n_layer - base) // 2)
+
+
 def parameter_count(config: GPTConfig | LSTMConfig) -> int:
-    """The number of parameters of the model `config` describes (a tied LM head counted once),
-    from the config alone: nothing is built."""
-    C, V = config.n_embd, config.vocab_size
-    head = 0 if config.tie_weights else V * C
-    if isinstance(config, LSTMConfig):
-        return V * C + config.n_layer * (8 * C * C + 8 * C) + head  # 4 gates x (W_ih, W_hh, b_ih, b_hh)
-    norm = {"layernorm": C + (C if config.bias else 0), "rmsnorm": C, "none": 0}[config.norm]
-    # attention: c_attn (C -> 3C) and c_proj (C -> C); MLP: c_fc (C -> 4C) and c_proj (4C -> C)
-    block = 2 * norm + 12 * C * C + (9 * C if config.bias else 0)
-    positions = config.block_size * C if config.pos_encoding == "learned" else 0
-    return V * C + positions + config.n_layer * block + norm + head
+    """The number of parameters of the model `config` describes (a tied LM head counted once)."""
+    return model_size(config).parameters
 
 
 def estimate_model_bytes(config: GPTConfig | LSTMConfig) -> int:
-    """Bytes the float32 model `config` describes takes: its parameters and the buffers it builds
-    (the sinusoidal position table, ALiBi's slopes)."""
-    buffers = 0
-    if isinstance(config, GPTConfig) and config.pos_encoding == "sinusoidal":
-        buffers = config.block_size * config.n_embd
-    elif isinstance(config, GPTConfig) and config.pos_encoding == "alibi":
-        buffers = config.n_head
-    return BYTES_PER_VALUE * (parameter_count(config) + buffers)
+    """Bytes the float32 model `config` describes takes: its parameters and its buffers."""
+    size = model_size(config)
+    return BYTES_PER_VALUE * (size.parameters + size.buffers)
 
 
 def state_dict_size(config: GPTConfig | LSTMConfig) -> int:
     """The number of values in the model's `state_dict()`, where a tied LM head appears twice."""
-    return parameter_count(config) + (config.vocab_size * config.n_embd if config.tie_weights else 0)
+    return model_size(config).state_dict
 
 
 def available_memory(device: str | torch.device | None = None) -> int | None:

@@ -8,7 +8,7 @@ from minigpt.commands import CONF_DIR
 
 @hydra_tool(CONF_DIR, "caption")
 def main(cfg: DictConfig) -> None:
-    from minigpt.training.vlm import run
+    from minigpt.inference.caption import run
 
     run(cfg)
 

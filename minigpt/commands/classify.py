@@ -8,7 +8,7 @@ from minigpt.commands import CONF_DIR
 
 @hydra_tool(CONF_DIR, "classify")
 def main(cfg: DictConfig) -> None:
-    from minigpt.training.classifier import run
+    from minigpt.inference.classify import run
 
     run(cfg)
 

@@ -8,7 +8,7 @@ from minigpt.commands import CONF_DIR
 
 @hydra_tool(CONF_DIR, "evaluate")
 def main(cfg: DictConfig) -> None:
-    from minigpt.analysis.evaluate import run
+    from minigpt.analysis.metrics import run
 
     run(cfg)
 

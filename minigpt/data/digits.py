@@ -16,13 +16,15 @@ import logging
 
 import lightning as L
 import torch
+from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from minigpt.cli import check_int
 from minigpt.data.corpus import UnpaddedShards
 from minigpt.errors import ConfigError, DataError
-from minigpt.tokenizer import CharTokenizer
-from minigpt.vlm import IMAGE, VisionConfig
+from minigpt.figures import plot_image_attention
+from minigpt.tokenizer import CharTokenizer, Tokenizer
+from minigpt.vlm import IMAGE, VLM, VisionConfig, greedy_answer, image_attention
 
 log = logging.getLogger("minigpt")
 
@@ -80,6 +82,9 @@ def layout(prompt: str, answer: str, tokenizer: CharTokenizer, n_patches: int, l
     # the input at position i predicts token i + 1: the answer's tokens are predicted from len(given) - 1 on
     targets[len(given) - 1 : len(seq) - 1] = torch.tensor(wanted)
     return idx, targets
+
+
+CHANCE = {"caption": 0.1, "plus": 0.1}  # the most frequent answer: any digit (1 in 10); the sum 9 (10 in 100)
 
 
 class QuestionBank:
@@ -211,3 +216,62 @@ class DigitsDataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         dataset = TensorDataset(*self.val_set)
         return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=UnpaddedShards(dataset, rank, world))
+
+
+# --------------------------------------------------------------------------- asking a VLM the questions
+# (the training callback CaptionViews and the caption tool, minigpt/inference/caption.py, both ask)
+
+
+@torch.no_grad()
+def answer(model: VLM, tokenizer: Tokenizer, prompt: str, images: torch.Tensor, max_new_tokens: int = 24) -> list[str]:
+    """The greedy answer to `prompt` (its image marks filled by `images` (B, M, c, H, W)) for each
+    row of images, up to and including the first '.'."""
+    ids = torch.tensor(expand(prompt, tokenizer, model.vision_config.n_patches))
+    device = next(model.parameters()).device
+    idx = ids[None].expand(images.size(0), -1).to(device)
+    max_new_tokens = min(max_new_tokens, model.config.block_size - idx.size(1))
+    was_training = model.training
+    model.eval()
+    try:
+        new = greedy_answer(model, idx, images.to(device), max_new_tokens, stop=tokenizer.encode(".")[0])
+    finally:
+        model.train(was_training)
+    texts = [tokenizer.decode(row.tolist()) for row in new.cpu()]
+    return [t[: t.index(".") + 1] if "." in t else t for t in texts]
+
+
+def attention_views(
+    model: VLM, tokenizer: Tokenizer, images: torch.Tensor, labels: torch.Tensor, partner: torch.Tensor
+) -> tuple[Figure, Figure]:
+    """Two figures of where the model looks while it names a digit: for each caption of `images`
+    (K, 1, H, W), and for the plus questions pairing image i < K/2 with `partner[i]`, the attention per
+    layer (mean of heads) from the position that predicts the answer word's first letter to the
+    patches of each image."""
+    captions = answer(model, tokenizer, CAPTION_PROMPT, images[:, None])
+    stem = caption_of(0).removesuffix(f"{WORDS[0]}.")  # "a handwritten ": the digit's word follows
+    # the last position of the image and the stem predicts the word's first letter; being causal,
+    # it attends the same way whatever the model writes after it
+    idx = torch.tensor(expand(CAPTION_PROMPT + stem, tokenizer, model.vision_config.n_patches))
+    caption_maps, titles = [], []
+    for image, label, text in zip(images, labels.tolist(), captions):
+        caption_maps.append(image_attention(model, idx, image[None], idx.numel() - 1)[:, 0])  # (L, N)
+        titles.append(f"{WORDS[label]}: wrote {text.removeprefix(stem).rstrip('.') or '?'}")
+    rows = [f"layer {i}" for i in range(model.config.n_layer)]
+    caption_fig = plot_image_attention(
+        images[:, 0], torch.stack(caption_maps, 1), titles, rows,
+        "attention from the caption's digit word to the image patches",
+    )  # fmt: skip
+    n_pairs = max(1, len(images) // 2)  # as many images as the caption figure
+    pairs = torch.stack([images[:n_pairs], images[partner[:n_pairs]]], 1)  # (K/2, 2, 1, H, W)
+    sums = answer(model, tokenizer, PLUS_PROMPT, pairs)
+    plus_maps, plus_titles = [], []
+    idx = torch.tensor(expand(PLUS_PROMPT, tokenizer, model.vision_config.n_patches))
+    for pair, a, b, text in zip(pairs, labels.tolist(), labels[partner].tolist(), sums):
+        plus_maps.append(image_attention(model, idx, pair, idx.numel() - 1))  # (L, 2, N)
+        truth = "" if text == sum_of(a, b) else f" (true: {WORDS[a + b]})"
+        plus_titles += [f"{a} plus", f"{b} is {text.rstrip('.')}{truth}"]
+    plus_fig = plot_image_attention(
+        pairs.flatten(0, 1)[:, 0], torch.cat(plus_maps, 1), plus_titles, rows,
+        "attention from the answer of 'a plus b is' to the patches of both images",
+    )  # fmt: skip
+    return caption_fig, plus_fig

@@ -21,6 +21,8 @@ from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
 from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
+from minigpt.lstm import LSTMConfig
+from minigpt.model import GPTConfig
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
 from minigpt.threads import resolve_threads, using_threads
 from minigpt.tokenizer import TextStream
@@ -204,7 +206,17 @@ def complete(
     """Write the prompt and its continuation(s) to `out`; return the number of tokens generated.
     Sampling is seeded with `prompt_seed(cfg.seed, prompt_index)`."""
     ids = encode_prompt(loaded, prompt, cfg.unknown, device)
-    check_decoding_memory(loaded, ids, cfg, device)
+    key = "num_beams" if cfg.num_beams > 1 else "num_samples"
+    check_decoding_memory(
+        loaded.model.config,
+        cfg[key],
+        (ids.size(1), cfg.max_new_tokens),
+        device,
+        f"decoding {key}={cfg[key]} sequences",
+        f"lower {key} or max_new_tokens",
+        cfg.use_cache,
+        "use_cache=false",
+    )
     stops = unescape_stops(cfg.get("stop"))
     if cfg.num_beams > 1:
         return write_beams(loaded, ids, cfg, stops, out)
@@ -212,19 +224,29 @@ def complete(
     return write_samples(loaded, ids, cfg, stops, generator, out)
 
 
-def check_decoding_memory(loaded: LoadedModel, ids: torch.Tensor, cfg: DictConfig, device: torch.device) -> None:
-    """Refuse, before the first step, `num_samples` (or `num_beams`) sequences whose KV cache and
-    logits cannot fit in the memory free on `device`."""
-    key = "num_beams" if cfg.num_beams > 1 else "num_samples"
-    sizes = (loaded.model.config, cfg[key], ids.size(1), cfg.max_new_tokens)
-    short = memory_shortfall(decoding_bytes(*sizes, cfg.use_cache), device)
-    if short:
-        uncached = cfg.use_cache and not memory_shortfall(decoding_bytes(*sizes, False), device)
-        raise ConfigError(
-            f"decoding {key}={cfg[key]} sequences at once, {ids.size(1)} + {cfg.max_new_tokens} tokens long, {short}; "
-            f"lower {key} or max_new_tokens"
-            + (" (or pass use_cache=false: no KV cache, but every step recomputes)" if uncached else "")
-        )
+def check_decoding_memory(
+    config: GPTConfig | LSTMConfig,
+    rows: int,
+    tokens: tuple[int, int],
+    device: torch.device | None,
+    what: str,
+    fix: str,
+    use_cache: bool = True,
+    uncached_option: str | None = None,
+) -> None:
+    """Refuse, before the first step, decoding `rows` sequences at once of `tokens` = (prompt,
+    new) tokens whose KV cache and logits cannot fit in the memory free on `device`: one line
+    naming them (`what`, e.g. "decoding num_samples=8 sequences") and what to lower (`fix`);
+    `uncached_option` names the setting that turns the cache off, offered when that would fit."""
+    prompt, new = tokens
+    short = memory_shortfall(decoding_bytes(config, rows, prompt, new, use_cache), device)
+    if short is None:
+        return
+    uncached = (
+        uncached_option and use_cache and not memory_shortfall(decoding_bytes(config, rows, prompt, new, False), device)
+    )
+    hint = f" (or pass {uncached_option}: no KV cache, but every step recomputes)" if uncached else ""
+    raise ConfigError(f"{what} at once, {prompt} + {new} tokens long, {short}; {fix}{hint}")
 
 
 def read_prompts(cfg: DictConfig) -> Iterator[str]:

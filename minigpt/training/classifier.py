@@ -1,12 +1,10 @@
-"""Sequence classification on a pre-trained GPT: a pooling of its final hidden states and a
-linear layer over the labels, trained by `python train.py task=classify init_from=...`, used by
-`python -m minigpt classify ckpt=... text="..."`.
+"""Training the sequence classifier (minigpt/classifier.py) on a pre-trained GPT:
+`python train.py task=classify init_from=...`. Using it, `python -m minigpt classify`, is
+minigpt/inference/classify.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,41 +13,25 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.classification import MulticlassAccuracy
 
-from minigpt.checkpoint.format import CHECKPOINT_KEY, ClassifierMeta, field_error, read_checkpoint, read_meta, shown
+from minigpt.checkpoint.format import CHECKPOINT_KEY, ClassifierMeta, read_meta
 from minigpt.checkpoint.init_from import use_pretrained
-from minigpt.checkpoint.load import check_loadable
-from minigpt.checkpoint.weights import load_weights
-from minigpt.cli import build, require
-from minigpt.data.labelled import encode_texts
-from minigpt.errors import CheckpointError, ConfigError, VocabularyError
-from minigpt.tokenizer import Tokenizer
+from minigpt.classifier import POOLINGS, label_head, pool
+from minigpt.cli import build
+from minigpt.errors import ConfigError
 from minigpt.training.module import LitGPT
 
-POOLINGS = ("last", "mean")
 MONITORS = ("val/acc", "val/loss")
-
-
-def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """One vector (B, C) per text from hidden states (B, T, C) and its mask of real tokens (B, T).
-
-    `last`: the last real position, the only one that has read the whole text in a causal model.
-    `mean`: the average over real positions. Texts are right-padded, so padding never reaches a
-    real position and both ignore it exactly.
-    """
-    if how == "mean":
-        m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        return (hidden * m).sum(1) / m.sum(1)
-    last = mask.sum(1) - 1  # (B,) index of each text's last real token
-    return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
 
 
 class LitClassifier(LitGPT):
     """A LitGPT whose loss is over labels: the GPT trunk (`model`, its `lm_head` unused) reads
-    the text, `pool` makes one vector of it and `head` scores each label.
+    the text, `pool` makes one vector of it and `head` scores each label, as `Classifier`
+    (minigpt/classifier.py) does with the same weight names.
 
     Optimizer, schedule, divergence check and checkpoint metadata are LitGPT's; the checkpoint
-    adds the labels and the pooling, so `load_classifier` rebuilds it alone, and it still holds a
-    complete language model (`generate.py` and `init_from` read the trunk).
+    adds the labels and the pooling, so `load_classifier` (minigpt/inference/classify.py) rebuilds
+    a `Classifier` from it alone, and it still holds a complete language model (`generate.py` and
+    `init_from` read the trunk).
     """
 
     # what TensorBoard's HPARAMS tab shows beside each run (minigpt/callbacks.py HParamsSummary)
@@ -72,9 +54,7 @@ class LitClassifier(LitGPT):
         if not hasattr(self.model, "hidden_states"):
             raise ConfigError(f"task=classify needs a GPT trunk; {type(self.model).__name__} has no hidden states")
         self.labels, self.pooling, self.freeze_trunk = list(labels), pooling, freeze_trunk
-        self.head = nn.Linear(self.config.n_embd, len(self.labels))
-        nn.init.normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+        self.head = label_head(self.config.n_embd, len(self.labels))
         if freeze_trunk:
             self.model.requires_grad_(False)
         self.accuracy = nn.ModuleDict(
@@ -161,71 +141,3 @@ def build_classifier(cfg: DictConfig) -> tuple[Any, LitClassifier]:
     )
     module.model.load_state_dict(pretrained.model.state_dict())
     return datamodule, module
-
-
-# --------------------------------------------------------------------------- using a classifier
-
-
-@dataclass
-class LoadedClassifier:
-    """A trained classifier ready for inference, with its tokenizer and labels."""
-
-    module: LitClassifier
-    tokenizer: Tokenizer
-    labels: list[str]
-    path: Path
-
-
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> LoadedClassifier:
-    """Rebuild a classifier from a checkpoint of `train.py task=classify` (read with weights_only);
-    every value is checked (`check_loadable`) before the classifier is built."""
-    ckpt = read_checkpoint(path)
-    meta, _, state = check_loadable(ckpt, path)
-    if meta.classifier is None:
-        raise CheckpointError(
-            f"checkpoint {path} is not a classifier (no labels); pass a checkpoint of train.py task=classify"
-        )
-    pooling = meta.classifier.pooling
-    if pooling not in POOLINGS:
-        raise field_error(path, "pooling", f"must be one of {', '.join(POOLINGS)}, got {shown(pooling)}")
-    if meta.model_config.get("arch", "gpt") != "gpt":
-        raise field_error(path, "model_config.arch", "must be gpt: a classifier reads a GPT trunk's hidden states")
-    module = LitClassifier(
-        model=meta.model_config,
-        vocab=meta.tokenizer,
-        labels=meta.classifier.labels,
-        optim={},
-        pooling=pooling,
-    )
-    load_weights(module, state, f"checkpoint {path}", "its classifier config")
-    module.to(device).eval()
-    return LoadedClassifier(module=module, tokenizer=module.tokenizer, labels=module.labels, path=Path(path))
-
-
-@torch.no_grad()
-def classify_texts(classifier: LoadedClassifier, texts: list[str]) -> list[dict[str, float]]:
-    """Each text's probability of every label, cut to block_size like the training texts; a
-    character outside the vocabulary is one `VocabularyError` line."""
-    for text in texts:
-        if not text:
-            raise VocabularyError("the text to classify is empty; pass some text")
-        classifier.tokenizer.encode(text)  # raises, naming the unknown characters
-    module = classifier.module
-    device = next(module.parameters()).device
-    ids, mask = encode_texts(texts, classifier.tokenizer, module.config.block_size)
-    probs = module(ids.to(device), mask.to(device)).softmax(-1).cpu()
-    return [dict(zip(classifier.labels, row.tolist(), strict=True)) for row in probs]
-
-
-def run(cfg: DictConfig) -> dict[str, float]:
-    """What `python -m minigpt classify` does: print the most likely label and every label's
-    probability for `cfg.text`; return the probabilities."""
-    classifier = load_classifier(require(cfg, "ckpt", "pass ckpt=outputs/<run>/checkpoints/best.ckpt"))
-    text = require(cfg, "text", 'pass text="..."')
-    (probs,) = classify_texts(classifier, [str(text)])
-    best = max(probs, key=probs.get)
-    width = max(len(label) for label in probs)
-    print(best)
-    for label, p in sorted(probs.items(), key=lambda kv: -kv[1]):
-        print(f"  {label:<{width}}  {p:.3f}")
-    return probs

@@ -1,5 +1,6 @@
-"""The baby vision-language model trained on the digits: `python train.py task=caption` trains
-it (minigpt/vlm.py, minigpt/data/digits.py), `python -m minigpt caption ckpt=...` uses it.
+"""Training the baby vision-language model (minigpt/vlm.py) on the digits (minigpt/data/digits.py):
+`python train.py task=caption`. Using it, `python -m minigpt caption ckpt=...`, is
+minigpt/inference/caption.py.
 
 Validation counts an answer as right when every one of its tokens is the model's most likely
 next token given the ones before: exactly when greedy decoding writes that answer, so the
@@ -9,53 +10,37 @@ accuracies are those of greedy captions, measured in one teacher-forced pass.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
 from minigpt.checkpoint.format import (
     CHECKPOINT_KEY,
     VLMMeta,
-    field_error,
-    first_line,
-    read_checkpoint,
     read_meta,
-    shown,
 )
-from minigpt.checkpoint.load import check_loadable
-from minigpt.checkpoint.weights import load_weights
-from minigpt.cli import build, check_int, check_out_dir, require
+from minigpt.cli import build
 from minigpt.data.digits import (
     CAPTION_PROMPT,
     IGNORE,
-    PLUS_PROMPT,
     TASKS,
-    WORDS,
-    DigitsDataModule,
+    answer,
+    attention_views,
     caption_of,
-    expand,
-    sum_of,
 )
-from minigpt.errors import CheckpointError, ConfigError, DataError
-from minigpt.figures import plot_captions, plot_image_attention
-from minigpt.io import file_problem
-from minigpt.tokenizer import Tokenizer
+from minigpt.errors import CheckpointError, ConfigError
+from minigpt.figures import plot_captions
 from minigpt.training.callbacks import EveryNValidations
 from minigpt.training.module import LitGPT
-from minigpt.vlm import IMAGE, VLM, VisionConfig, greedy_answer, image_attention
+from minigpt.vlm import IMAGE, VLM, VisionConfig
 
 log = logging.getLogger("minigpt")
 
 MONITORS = ("val/acc", "val/caption_acc", "val/plus_acc", "val/loss")
-CHANCE = {"caption": 0.1, "plus": 0.1}  # the most frequent answer: any digit (1 in 10); the sum 9 (10 in 100)
 
 
 def answers_right(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -161,64 +146,6 @@ def build_vlm(cfg: DictConfig) -> tuple[L.LightningDataModule, LitVLM]:
     return datamodule, module
 
 
-# --------------------------------------------------------------------------- using a trained VLM
-
-
-@torch.no_grad()
-def answer(model: VLM, tokenizer: Tokenizer, prompt: str, images: torch.Tensor, max_new_tokens: int = 24) -> list[str]:
-    """The greedy answer to `prompt` (its image marks filled by `images` (B, M, c, H, W)) for each
-    row of images, up to and including the first '.'."""
-    ids = torch.tensor(expand(prompt, tokenizer, model.vision_config.n_patches))
-    device = next(model.parameters()).device
-    idx = ids[None].expand(images.size(0), -1).to(device)
-    max_new_tokens = min(max_new_tokens, model.config.block_size - idx.size(1))
-    was_training = model.training
-    model.eval()
-    try:
-        new = greedy_answer(model, idx, images.to(device), max_new_tokens, stop=tokenizer.encode(".")[0])
-    finally:
-        model.train(was_training)
-    texts = [tokenizer.decode(row.tolist()) for row in new.cpu()]
-    return [t[: t.index(".") + 1] if "." in t else t for t in texts]
-
-
-def attention_views(
-    model: VLM, tokenizer: Tokenizer, images: torch.Tensor, labels: torch.Tensor, partner: torch.Tensor
-) -> tuple[Figure, Figure]:
-    """Two figures of where the model looks while it names a digit: for each caption of `images`
-    (K, 1, H, W), and for the plus questions pairing image i < K/2 with `partner[i]`, the attention per
-    layer (mean of heads) from the position that predicts the answer word's first letter to the
-    patches of each image."""
-    captions = answer(model, tokenizer, CAPTION_PROMPT, images[:, None])
-    stem = caption_of(0).removesuffix(f"{WORDS[0]}.")  # "a handwritten ": the digit's word follows
-    # the last position of the image and the stem predicts the word's first letter; being causal,
-    # it attends the same way whatever the model writes after it
-    idx = torch.tensor(expand(CAPTION_PROMPT + stem, tokenizer, model.vision_config.n_patches))
-    caption_maps, titles = [], []
-    for image, label, text in zip(images, labels.tolist(), captions):
-        caption_maps.append(image_attention(model, idx, image[None], idx.numel() - 1)[:, 0])  # (L, N)
-        titles.append(f"{WORDS[label]}: wrote {text.removeprefix(stem).rstrip('.') or '?'}")
-    rows = [f"layer {i}" for i in range(model.config.n_layer)]
-    caption_fig = plot_image_attention(
-        images[:, 0], torch.stack(caption_maps, 1), titles, rows,
-        "attention from the caption's digit word to the image patches",
-    )  # fmt: skip
-    n_pairs = max(1, len(images) // 2)  # as many images as the caption figure
-    pairs = torch.stack([images[:n_pairs], images[partner[:n_pairs]]], 1)  # (K/2, 2, 1, H, W)
-    sums = answer(model, tokenizer, PLUS_PROMPT, pairs)
-    plus_maps, plus_titles = [], []
-    idx = torch.tensor(expand(PLUS_PROMPT, tokenizer, model.vision_config.n_patches))
-    for pair, a, b, text in zip(pairs, labels.tolist(), labels[partner].tolist(), sums):
-        plus_maps.append(image_attention(model, idx, pair, idx.numel() - 1))  # (L, 2, N)
-        truth = "" if text == sum_of(a, b) else f" (true: {WORDS[a + b]})"
-        plus_titles += [f"{a} plus", f"{b} is {text.rstrip('.')}{truth}"]
-    plus_fig = plot_image_attention(
-        pairs.flatten(0, 1)[:, 0], torch.cat(plus_maps, 1), plus_titles, rows,
-        "attention from the answer of 'a plus b is' to the patches of both images",
-    )  # fmt: skip
-    return caption_fig, plus_fig
-
-
 class CaptionViews(EveryNValidations):
     """`view/captions`: validation images with their greedy captions (red when wrong);
     `view/image_attention/caption` and `.../plus`: where the answer's word looks in the images.
@@ -239,113 +166,3 @@ class CaptionViews(EveryNValidations):
         caption_fig, plus_fig = attention_views(pl_module.model, pl_module.tokenizer, images[:k], labels[:k], partner)
         writer.add_figure("view/image_attention/caption", caption_fig, step)
         writer.add_figure("view/image_attention/plus", plus_fig, step)
-
-
-# --------------------------------------------------------------------------- loading, the caption tool
-
-
-@dataclass
-class LoadedVLM:
-    """A trained vision-language model ready for inference, with its tokenizer and checkpoint record."""
-
-    module: LitVLM
-    model: VLM
-    tokenizer: Tokenizer
-    meta: Any
-    path: Path
-
-
-def load_vlm(path: str | Path, device: str | torch.device = "cpu") -> LoadedVLM:
-    """Rebuild a VLM from a checkpoint of `train.py task=caption` (read with weights_only); every
-    value is checked before the model is built, the patch embedding's shapes included."""
-    ckpt = read_checkpoint(path)
-    meta, _, state = check_loadable(ckpt, path)
-    if meta.vlm is None:
-        raise CheckpointError(
-            f"checkpoint {path} is not a vision-language model (no vision entry); "
-            f"pass a checkpoint of train.py task=caption"
-        )
-    vision, C = meta.vlm.vision, meta.model_config.get("n_embd")
-    for name, shape in (("proj.weight", (C, vision.patch_dim)), ("wpe.weight", (vision.n_patches, C))):
-        stored = state.get(f"model.vision.{name}")
-        if stored is None or tuple(stored.shape) != shape:
-            raise field_error(path, "vision", f"does not match the weights (model.vision.{name}: {shown(stored)})")
-    module = LitVLM(model=meta.model_config, vocab=meta.tokenizer, vision=vision.to_dict(), optim={})
-    load_weights(module, state, f"checkpoint {path}", "its model and vision config")
-    module.to(device).eval()
-    return LoadedVLM(module=module, model=module.model, tokenizer=module.tokenizer, meta=meta, path=Path(path))
-
-
-def read_image(path: str | Path, size: int) -> torch.Tensor:
-    """A picture file as one of the digits: (1, size, size) grey in [0, 1] with bright ink on a
-    dark ground (a light ground is inverted); one line for anything that is not a picture."""
-    from PIL import Image, UnidentifiedImageError  # Pillow: a dependency of matplotlib
-
-    path = Path(path).expanduser()
-    problem = file_problem(path)
-    if problem is not None:
-        raise DataError(f"image {path} {problem}; pass image=<a PNG file of one digit>")
-    try:
-        with Image.open(path) as picture:
-            grey = picture.convert("L").resize((size, size), Image.Resampling.BOX)  # the mean of each block
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"image {path} cannot be read as a picture ({first_line(e)}); pass a PNG file") from None
-    x = torch.tensor(np.asarray(grey), dtype=torch.float32) / 255.0  # (size, size)
-    return (1.0 - x if x.mean() > 0.5 else x)[None]
-
-
-def validation_digits(loaded: LoadedVLM) -> DigitsDataModule:
-    """The validation images of the run that wrote the checkpoint (its split seed and fraction)."""
-    data = (loaded.meta.run_config or {}).get("data") or {}
-    options = {k: data[k] for k in ("val_fraction", "split_seed") if k in data}
-    dm = DigitsDataModule(
-        block_size=loaded.model.config.block_size, patch_size=loaded.model.vision_config.patch_size, **options
-    )
-    dm.setup("validate")
-    return dm
-
-
-def evaluate_vlm(loaded: LoadedVLM, dm: DigitsDataModule) -> dict[str, float]:
-    """Both tasks' accuracy over the validation images, by greedy decoding: every caption, and
-    every plus question pairing image i with `dm.val_partner[i]`."""
-    images, labels, partner = dm.val_images, dm.val_labels, dm.val_partner
-    captions = answer(loaded.model, loaded.tokenizer, CAPTION_PROMPT, images[:, None])
-    sums = answer(loaded.model, loaded.tokenizer, PLUS_PROMPT, torch.stack([images, images[partner]], 1))
-    labels_b = labels[partner].tolist()
-    return {
-        "caption": sum(c == caption_of(y) for c, y in zip(captions, labels.tolist())) / len(labels),
-        "plus": sum(s == sum_of(a, b) for s, a, b in zip(sums, labels.tolist(), labels_b)) / len(labels),
-        "n": len(labels),
-    }
-
-
-def run(cfg: DictConfig) -> dict[str, float]:
-    """What `python -m minigpt caption` does: print the caption of `cfg.image`; without an image,
-    print both tasks' validation accuracy and write the figures into `cfg.out_dir`."""
-    loaded = load_vlm(require(cfg, "ckpt", "pass ckpt=outputs/<run>/checkpoints/best.ckpt of train.py task=caption"))
-    vision = loaded.model.vision_config
-    if cfg.get("image"):
-        image = read_image(cfg.image, vision.image_size)
-        (caption,) = answer(loaded.model, loaded.tokenizer, CAPTION_PROMPT, image[None, None])
-        print(caption)
-        return {}
-    n = check_int(cfg.get("n_examples", 6), "n_examples", 1)
-    out_dir = check_out_dir(cfg.out_dir)
-    dm = validation_digits(loaded)
-    scores = evaluate_vlm(loaded, dm)
-    print(f"caption accuracy {scores['caption']:.3f} on {scores['n']} validation images (chance {CHANCE['caption']})")
-    print(
-        f"plus accuracy    {scores['plus']:.3f} on {scores['n']} pairs of them (chance {CHANCE['plus']}: always 'nine')"
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images, labels = dm.val_images[: max(n, 24)], dm.val_labels[: max(n, 24)]
-    captions = answer(loaded.model, loaded.tokenizer, CAPTION_PROMPT, images[:, None])
-    figures = {"vlm_captions.png": plot_captions(images[:, 0], captions, [caption_of(y) for y in labels.tolist()])}
-    partner = (torch.arange(n) + 1) % n
-    figures["vlm_attention_caption.png"], figures["vlm_attention_plus.png"] = attention_views(
-        loaded.model, loaded.tokenizer, images[:n], labels[:n], partner
-    )
-    for name, fig in figures.items():
-        fig.savefig(out_dir / name)
-    print(f"figures: {', '.join(str(out_dir / name) for name in figures)}")
-    return scores

@@ -1,5 +1,5 @@
-"""evaluate.py's work: loss, perplexity and bits per character of a checkpoint on a text, and a
-table of generation quality across decoding strategies.
+"""What `python -m minigpt evaluate` (and evaluate.py) measures: loss, perplexity and bits per
+character of a checkpoint on a text, and a table of generation quality across decoding strategies.
 
 The loss is a full sweep of the text, not random batches: windows of `block_size` characters
 start every `stride` characters and each character is scored once, in the earliest window that
@@ -24,11 +24,11 @@ from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
-from minigpt.checkpoint.weights import activation_bytes, decoding_bytes, memory_shortfall
+from minigpt.checkpoint.weights import activation_bytes, memory_shortfall
 from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, require
 from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
-from minigpt.inference.generation import pick_device
+from minigpt.inference.generation import check_decoding_memory, pick_device
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
 from minigpt.io import json_safe
 from minigpt.model import GPT
@@ -254,7 +254,7 @@ def decode(
     return out[:, prompts.size(1) :]
 
 
-def check_decoding_memory(
+def check_strategies_memory(
     loaded: LoadedModel, strategies: Mapping[str, Mapping], prompts: int, prompt_chars: int, new_chars: int
 ) -> None:
     """Refuse a strategy whose sequences decoded at once (every prompt when sampling, `num_beams`
@@ -263,13 +263,16 @@ def check_decoding_memory(
     for name, settings in strategies.items():
         num_beams, _, _ = parse_strategy(name, settings)
         rows = num_beams if num_beams > 1 else prompts
-        short = memory_shortfall(decoding_bytes(loaded.model.config, rows, prompt_chars, new_chars, True), device)
-        if short:
-            what = f"num_beams={num_beams} beams" if num_beams > 1 else f"generation.prompts={prompts} prompts"
-            raise ConfigError(
-                f"generation.strategies.{name}: decoding {what} at once, {prompt_chars} + {new_chars} tokens each, "
-                f"{short}; lower {'its num_beams' if num_beams > 1 else 'generation.prompts'}"
-            )
+        what = f"num_beams={num_beams} beams" if num_beams > 1 else f"generation.prompts={prompts} prompts"
+        fix = f"lower {'its num_beams' if num_beams > 1 else 'generation.prompts'}"
+        check_decoding_memory(
+            loaded.model.config,
+            rows,
+            (prompt_chars, new_chars),
+            device,
+            f"generation.strategies.{name}: decoding {what}",
+            fix,
+        )
 
 
 def generation_table(
@@ -292,7 +295,7 @@ def generation_table(
     Returns the rows, the prompts as text, and each strategy's continuations (one per prompt)."""
     model, tok = loaded.model, loaded.tokenizer
     check_generation_fits(ids.numel(), prompts, prompt_chars, new_chars, tok.kind)
-    check_decoding_memory(loaded, strategies, prompts, prompt_chars, new_chars)
+    check_strategies_memory(loaded, strategies, prompts, prompt_chars, new_chars)
     span = prompt_chars + new_chars
     device = next(model.parameters()).device
     starts = torch.linspace(0, ids.numel() - span, prompts).long()
