@@ -111,7 +111,7 @@ def _config(gen: torch.Generator, n_head: int, T: int, **kw: Any) -> GPTConfig:
 def _one_head(gen: torch.Generator) -> tuple:
     T = _int(gen, 2, 9)
     attn = _randomised(CausalSelfAttention(_config(gen, 1, T, attn_impl="manual"), 0), gen)
-    return torch.randn(2, T, attn.cfg.n_embd, generator=gen), attn
+    return torch.randn(2, T, attn.n_embd, generator=gen), attn
 
 
 def _nothing_masked(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
@@ -125,7 +125,7 @@ def _nothing_masked(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
 def _heads(gen: torch.Generator) -> tuple:
     T = _int(gen, 2, 9)
     attn = _randomised(CausalSelfAttention(_config(gen, [1, 2, 4][_int(gen, 0, 2)], T), 0), gen)
-    return torch.randn(2, T, attn.cfg.n_embd, generator=gen), attn
+    return torch.randn(2, T, attn.n_embd, generator=gen), attn
 
 
 def _mlp(gen: torch.Generator) -> tuple:
@@ -138,7 +138,7 @@ def _block(gen: torch.Generator) -> tuple:
     residual, norm = bool(_int(gen, 0, 1)), ["layernorm", "rmsnorm", "none"][_int(gen, 0, 2)]
     T = _int(gen, 2, 9)
     block = _randomised(Block(_config(gen, 2, T, residual=residual, norm=norm), 0), gen)
-    return torch.randn(2, T, block.attn.cfg.n_embd, generator=gen), block
+    return torch.randn(2, T, block.attn.n_embd, generator=gen), block
 
 
 def _norm(gen: torch.Generator) -> tuple:

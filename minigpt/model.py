@@ -345,6 +345,7 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias)
+        self.activation = cfg.activation  # its name, for readers of the module
         self.act = ACTIVATION_FNS[cfg.activation]  # gelu_tanh: GPT-2's cheaper approximation of gelu
         self.c_proj = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
