@@ -1,5 +1,5 @@
 """Files, safely: written atomically (never half a file) and as strict JSON; read only when a
-path names a regular file."""
+path names a regular file; text read from one shown only as printable characters."""
 
 from __future__ import annotations
 
@@ -49,6 +49,20 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# --------------------------------------------------------------------------- showing what a file holds
+
+
+def printable(text: object, limit: int | None = 200, keep: str = "") -> str:
+    """`text` (str() of it) cut to `limit` characters (None: all), with every character a terminal
+    or a viewer would act on (control characters such as ESC, C1 controls, line and paragraph
+    separators, lone surrogates) written as its Python escape, so that text from a file can be
+    printed, logged or written into a report without acting on what shows it. `keep` lists the
+    characters that stay as they are where they belong to the text (newline, tab)."""
+    text = str(text)
+    text = text if limit is None else text[:limit]
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
 
 
 # --------------------------------------------------------------------------- what a path names

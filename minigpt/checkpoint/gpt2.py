@@ -25,10 +25,10 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
-from minigpt.checkpoint.format import INT_LIMIT, CheckpointMeta, LoadedModel, first_line, is_number, printable, shown
+from minigpt.checkpoint.format import INT_LIMIT, CheckpointMeta, LoadedModel, first_line, is_number, shown
 from minigpt.checkpoint.weights import check_finite, check_memory, check_tensors, check_weight_count, load_weights
 from minigpt.errors import CheckpointError, ConfigError
-from minigpt.io import file_problem
+from minigpt.io import file_problem, printable
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import BPETokenizer
 

@@ -12,8 +12,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from minigpt.checkpoint.format import first_line, printable, shown
+from minigpt.checkpoint.format import first_line, shown
 from minigpt.errors import CheckpointError
+from minigpt.io import printable
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
 

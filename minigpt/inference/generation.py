@@ -25,15 +25,26 @@ from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_i
 from minigpt.tokenizer import TextStream
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: object) -> torch.device:
+    """The compute device `device=` names, if this machine has it: auto (CUDA when there is one,
+    else the CPU), cpu, cuda or cuda:<index of one of its GPUs>, mps where PyTorch has it; one line
+    for anything else (meta, an index past the last GPU, a device PyTorch was not built for)."""
+    cuda = torch.cuda.is_available()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} was asked for but CUDA is not available; use device=cpu")
+        return torch.device("cuda" if cuda else "cpu")
+    options = "auto, cpu" + (f", cuda or cuda:0 ... cuda:{torch.cuda.device_count() - 1}" if cuda else "")
     try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r} is not a device; use auto, cpu or cuda") from None
+        device = torch.device(str(name))
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device={name!r} is not a device; use {options}") from None
+    if device.type == "cuda" and not cuda:
+        raise ConfigError(f"device={name} was asked for but CUDA is not available; use device=cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} GPU(s); use {options}")
+    mps = device.type == "mps" and torch.backends.mps.is_available()
+    if device.type not in ("cpu", "cuda") and not mps:
+        raise ConfigError(f"device={name} is not a compute device on this machine; use {options}")
+    return device
 
 
 def read_prompt(cfg: DictConfig) -> str:
