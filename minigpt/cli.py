@@ -165,15 +165,17 @@ def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictCo
 
         @functools.wraps(fn)
         def main() -> Any:
-            register()
-            check_overrides()  # an argument Hydra's parser cannot read: one line naming the character
             asked = os.environ.get("HYDRA_FULL_ERROR")
-            if asked == "1":
-                return composed()
-            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises a composition error instead of printing it
             try:
+                register()
+                check_overrides()  # an argument Hydra's parser cannot read: one line naming the character
+                if asked == "1":
+                    return composed()
+                os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises a composition error instead of printing it
                 return composed()
             except COMPOSE_ERRORS as e:
+                if asked == "1":
+                    raise
                 fail(config_error(e))
             except KeyboardInterrupt:  # at any moment: composing a sweep, between jobs, loading data
                 fail(interrupted(), code=130)
