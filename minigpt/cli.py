@@ -25,6 +25,19 @@ from minigpt.io import file_problem, printable
 
 log = logging.getLogger("minigpt")
 
+
+class PrintableRecords(logging.Filter):
+    """Every log line of minigpt as `printable` makes it: a path or a value from a file (a run
+    directory, a checkpoint's name, a sample) cannot move the cursor or recolour the terminal,
+    nor forge a line of the run's train.log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage(), None, keep="\t"), None
+        return True
+
+
+log.addFilter(PrintableRecords())
+
 # `${minigpt.or:a,b}` is a if it is set, else b: conf/train.yaml makes Hydra's run directory
 # `run_dir` when given, so Hydra's .hydra/ and train.log land beside the run's checkpoints
 if not OmegaConf.has_resolver("minigpt.or"):
@@ -32,8 +45,9 @@ if not OmegaConf.has_resolver("minigpt.or"):
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit non-zero."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Print one line to stderr and exit non-zero. The line is made printable: a path or a value
+    it quotes from a file cannot move the cursor or recolour the terminal."""
+    print(f"error: {printable(message, None)}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 
@@ -45,7 +59,23 @@ def one_line(e: BaseException) -> str:
         return f"cannot use{where}: {e.strerror or e}; check that the path exists, is the right kind and is writable"
     if isinstance(e, OmegaConfBaseException):
         return str(e).strip().splitlines()[0]
+    if is_out_of_memory(e):
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        return (
+            f"out of memory ({detail}); the memory estimates did not foresee it: lower the sizes of this "
+            f"command (batch_size, num_samples, max_new_tokens, the model) or free memory"
+        )
     return str(e)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's OutOfMemoryError (CUDA), or the
+    RuntimeError torch's CPU allocator raises (`DefaultCPUAllocator: can't allocate memory`)."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(e, RuntimeError) and any(
+        words in str(e) for words in ("can't allocate memory", "out of memory", "Cannot allocate memory")
+    )
 
 
 def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -145,6 +175,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as e:
+        fail(one_line(e))
+    except (MemoryError, RuntimeError) as e:  # an allocation that failed anywhere in the tool
+        if not is_out_of_memory(e):
+            raise
         fail(one_line(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
@@ -315,8 +349,10 @@ def _sweep_job(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         check_finite_options(cfg)
         check_added_keys(cfg)
         result = fn(cfg)
-    except USER_ERRORS as e:
-        print(f"error: {label}: {one_line(e)}", file=sys.stderr, flush=True)
+    except (*USER_ERRORS, MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not is_out_of_memory(e):
+            raise
+        print(f"error: {label}: {printable(one_line(e), None)}", file=sys.stderr, flush=True)
         SWEEP.running = None
         if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             raise
@@ -561,20 +597,50 @@ def check_out_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def read_text_file(value: str, option: str, instead: str) -> str:
+def read_text_file(
+    value: str, option: str, instead: str, max_bytes: int | None = None, from_end: bool = False, why: str = ""
+) -> str:
     """The UTF-8 text of the file an option names (`prompt_file`, `text_file`), or one line saying
-    what is wrong with it and what to pass `instead`."""
+    what is wrong with it and what to pass `instead`. A file larger than `max_bytes` is read only
+    in part, its first (or with `from_end` its last) `max_bytes` bytes, saying so and `why` in one
+    line on stderr: a file of any size costs no more memory than that."""
     path = Path(value).expanduser()
     problem = file_problem(path)  # a FIFO or /dev/zero is named, never opened
     if problem is not None:
         raise MinigptError(f"{option} {path} {problem}; pass a UTF-8 text file or {instead}")
+    size = path.stat().st_size
+    cut = max_bytes is not None and size > max_bytes
+    with path.open("rb") as f:
+        if cut and from_end:
+            f.seek(size - max_bytes)
+        data = f.read(max_bytes if cut else -1)
+    if cut:
+        part = "last" if from_end else "first"
+        print(
+            f"note: {option} {printable(path)} holds {size:,} bytes; {why}, so only its {part} {max_bytes:,} are read",
+            file=sys.stderr,
+        )
+        data = _whole_characters(data, from_end)
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MinigptError(
             f"{option} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
             f"pass a UTF-8 text file or {instead}"
         ) from None
+
+
+def _whole_characters(data: bytes, from_end: bool) -> bytes:
+    """`data` cut from a UTF-8 file without the partial character at the cut (at most 3 bytes)."""
+    if from_end:
+        skip = next((i for i, b in enumerate(data[:4]) if b & 0xC0 != 0x80), min(len(data), 4))
+        return data[skip:]
+    for back in range(min(4, len(data))):
+        lead = data[len(data) - 1 - back]
+        if lead & 0xC0 != 0x80:  # the last character's first byte: keep it only if it is whole
+            need = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4
+            return data if need <= back + 1 else data[: len(data) - 1 - back]
+    return data
 
 
 def check_overrides(argv: list[str] | None = None) -> None:

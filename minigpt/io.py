@@ -7,6 +7,7 @@ import contextlib
 import errno
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -63,6 +64,19 @@ def printable(text: object, limit: int | None = 200, keep: str = "") -> str:
     text = str(text)
     text = text if limit is None else text[:limit]
     return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+
+
+def markdown_code(text: object, block: bool = False) -> str:
+    """`text` from a file as Markdown code that nothing in it can end early: printable (a block
+    keeps its newlines and tabs), between runs of backticks longer than any it holds: an inline
+    span, or with `block` a fenced block (its fence on lines of their own)."""
+    text = printable(text, None, keep="\n\t" if block else "")
+    run = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    if block:
+        fence = "`" * max(3, run + 1)
+        return f"{fence}\n{text}\n{fence}"
+    ticks = "`" * (run + 1)
+    return f"{ticks} {text} {ticks}" if run else f"`{text}`"
 
 
 # --------------------------------------------------------------------------- what a path names
