@@ -132,12 +132,24 @@ def _added_key_problem(cfg: DictConfig, key: str) -> str | None:
         target = parent.get("_target_") if isinstance(parent, DictConfig) else None
         if target is not None:
             return None if _takes(str(target), name) else f"{target} takes no argument {name}"
+        if _is_collection(parent):
+            return None  # named entries (evaluate's strategies, callbacks): the tool checks each
         if isinstance(child, DictConfig) and "_target_" in child:
             continue  # a new object: its own keys are checked against its target
         if i == len(parts) - 1:
             where = ".".join(parts[:i]) or "the config"
             return f"{where} has no option {name}, and nothing would read it"
     return None
+
+
+def _is_collection(node: object) -> bool:
+    """Whether `node` is a mapping of named entries, each a mapping (or null, switched off)."""
+    if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+        return False
+    values = [node._get_node(key) for key in node]
+    return any(isinstance(v, DictConfig) for v in values) and all(
+        isinstance(v, DictConfig) or v._is_none() for v in values
+    )
 
 
 def _takes(target: str, name: str) -> bool:

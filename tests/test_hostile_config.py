@@ -89,6 +89,8 @@ def test_added_keys_that_something_reads_are_kept():
         "++sample.temperature=0.5",
     ]
     check_added_keys(compose_tool("train", *overrides), overrides)
+    strategies = ["+generation.strategies.hot={temperature: 1.5}", "+generation.strategies.beam.top_k=5"]
+    check_added_keys(compose_tool("evaluate", "ckpt=x.ckpt", *strategies), strategies)  # evaluate checks each
 
 
 def sweep_config(tmp_path: Path, sweeper: str, task: list[str], params: dict | None = None):
