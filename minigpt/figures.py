@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from minigpt.io import printable
 from minigpt.probes import entropy
 
 VISIBLE = {"\n": "\\n", "\t": "\\t", " ": "·", "\r": "\\r"}
@@ -31,9 +32,7 @@ def show_char(c: str) -> str:
 
 
 def _visible(ch: str) -> str:
-    if ch in VISIBLE:
-        return VISIBLE[ch]
-    return ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+    return VISIBLE[ch] if ch in VISIBLE else printable(ch)
 
 
 def read_scalars(log_dir: str | Path) -> dict[str, list[tuple[int, float]]]:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import CONF, run_cli, train_cfg
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -52,6 +53,13 @@ def test_a_device_this_machine_does_not_have_is_one_line(name, message):
     with pytest.raises(ConfigError, match=message):
         pick_device(name)
     assert pick_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize("accelerator", ["tpu", "bogus", "cuda" if not torch.cuda.is_available() else "hpu"])
+def test_an_accelerator_this_machine_does_not_have_is_one_line(tmp_path, small_corpus, accelerator):
+    with pytest.raises(ConfigError, match=rf"^trainer.accelerator='{accelerator}' is not a compute device on this"):
+        train(train_cfg(tmp_path, small_corpus, f"trainer.accelerator={accelerator}"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def compose_tool(name: str, *overrides: str):

@@ -117,6 +117,7 @@ def check_trainer_config(cfg: DictConfig) -> None:
             "trainer.val_check_interval=%d > trainer.max_steps=%d: validating once, at step %d", interval, steps, steps
         )
         cfg.trainer.val_check_interval = steps
+    check_accelerator(cfg.trainer.get("accelerator", "auto"))
     check_matmul_precision(cfg.get("matmul_precision", "high"))  # before the run folder is written
     if not isinstance(cfg.get("keep_freed_memory", True), bool):
         raise ConfigError(f"keep_freed_memory must be true or false, got {cfg.keep_freed_memory!r}")
@@ -139,6 +140,19 @@ def check_trainer_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"resume={cfg.resume!r} is not an option: pass resume=auto (continue the run directory's "
             f"checkpoints/last.ckpt when there is one) or ckpt_path=/path/to/last.ckpt"
+        )
+
+
+def check_accelerator(accelerator: object) -> None:
+    """`trainer.accelerator` must be a compute device this machine has: one line instead of
+    Lightning's traceback for `tpu`, `cuda` without a GPU or a misspelt name."""
+    if isinstance(accelerator, DictConfig):
+        return  # an Accelerator object (`_target_`), which Lightning checks
+    have = ["auto", "cpu"] + (["gpu", "cuda"] if torch.cuda.is_available() else [])
+    have += ["mps"] if torch.backends.mps.is_available() else []
+    if accelerator not in have:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} is not a compute device on this machine; use {', '.join(have)}"
         )
 
 
