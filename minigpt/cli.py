@@ -130,12 +130,12 @@ def _added_key_problem(cfg: DictConfig, key: str) -> str | None:
         if name.startswith("_") and name.endswith("_"):  # _target_, _partial_: Hydra's own keys
             continue
         target = parent.get("_target_") if isinstance(parent, DictConfig) else None
-        if target is not None:
-            return None if _takes(str(target), name) else f"{target} takes no argument {name}"
-        if _is_collection(parent):
-            return None  # named entries (evaluate's strategies, callbacks): the tool checks each
+        if target is not None and not _takes(str(target), name):
+            return f"{target} takes no argument {name}"
         if isinstance(child, DictConfig) and "_target_" in child:
-            continue  # a new object: its own keys are checked against its target
+            continue  # an object (a new one, or a target's argument): its keys are checked against its target
+        if target is not None or _is_collection(parent):
+            return None  # an argument's value; or named entries (evaluate's strategies), which the tool checks
         if i == len(parts) - 1:
             where = ".".join(parts[:i]) or "the config"
             return f"{where} has no option {name}, and nothing would read it"

@@ -86,6 +86,13 @@ def test_an_added_key_nothing_reads_is_one_line(tool, override, message):
         check_added_keys(cfg, [override])
 
 
+def test_the_keys_of_an_added_object_are_checked_against_its_target():
+    overrides = ["+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor", "+callbacks.lr.log_every=2"]
+    message = r"^\+callbacks.lr.log_every: lightning.pytorch.callbacks.LearningRateMonitor takes no argument log_every"
+    with pytest.raises(ConfigError, match=message):
+        check_added_keys(compose_tool("train", *overrides), overrides)
+
+
 def test_added_keys_that_something_reads_are_kept():
     """The documented uses of `+`: a Trainer argument, a new callback, a profiler with its options."""
     overrides = [
