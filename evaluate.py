@@ -1,6 +1,6 @@
 """python evaluate.py [key=value ...]: the same as python -m minigpt evaluate (minigpt/commands/evaluate.py)."""
 
-from minigpt.commands.evaluate import main
+from minigpt.__main__ import run_tool
 
 if __name__ == "__main__":
-    main()
+    run_tool("evaluate")

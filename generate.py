@@ -1,6 +1,6 @@
 """python generate.py [key=value ...]: the same as python -m minigpt generate (minigpt/commands/generate.py)."""
 
-from minigpt.commands.generate import main
+from minigpt.__main__ import run_tool
 
 if __name__ == "__main__":
-    main()
+    run_tool("generate")

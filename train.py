@@ -1,6 +1,6 @@
 """python train.py [key=value ...]: the same as python -m minigpt train (minigpt/commands/train.py)."""
 
-from minigpt.commands.train import main
+from minigpt.__main__ import run_tool
 
 if __name__ == "__main__":
-    main()
+    run_tool("train")

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,23 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from minigpt.errors import ConfigError, MinigptError
-from minigpt.io import file_problem
+from minigpt.errors import ConfigError, MinigptError, RunDirError
+from minigpt.io import file_problem, printable
 
 log = logging.getLogger("minigpt")
+
+
+class PrintableRecords(logging.Filter):
+    """Every log line of minigpt as `printable` makes it: a path or a value from a file (a run
+    directory, a checkpoint's name, a sample) cannot move the cursor or recolour the terminal,
+    nor forge a line of the run's train.log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage(), None, keep="\t"), None
+        return True
+
+
+log.addFilter(PrintableRecords())
 
 # `${minigpt.or:a,b}` is a if it is set, else b: conf/train.yaml makes Hydra's run directory
 # `run_dir` when given, so Hydra's .hydra/ and train.log land beside the run's checkpoints
@@ -31,8 +45,9 @@ if not OmegaConf.has_resolver("minigpt.or"):
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit non-zero."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Print one line to stderr and exit non-zero. The line is made printable: a path or a value
+    it quotes from a file cannot move the cursor or recolour the terminal."""
+    print(f"error: {printable(message, None)}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 
@@ -44,7 +59,23 @@ def one_line(e: BaseException) -> str:
         return f"cannot use{where}: {e.strerror or e}; check that the path exists, is the right kind and is writable"
     if isinstance(e, OmegaConfBaseException):
         return str(e).strip().splitlines()[0]
+    if is_out_of_memory(e):
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        return (
+            f"out of memory ({detail}); the memory estimates did not foresee it: lower the sizes of this "
+            f"command (batch_size, num_samples, max_new_tokens, the model) or free memory"
+        )
     return str(e)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's OutOfMemoryError (CUDA), or the
+    RuntimeError torch's CPU allocator raises (`DefaultCPUAllocator: can't allocate memory`)."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(e, RuntimeError) and any(
+        words in str(e) for words in ("can't allocate memory", "out of memory", "Cannot allocate memory")
+    )
 
 
 def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -58,9 +89,81 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
             return _sweep_job(fn, cfg)
         with user_errors():
             check_finite_options(cfg)
+            check_added_keys(cfg)
             return fn(cfg)
 
     return wrapper
+
+
+def check_added_keys(cfg: DictConfig, overrides: list[str] | None = None) -> None:
+    """A key added with a leading `+` (`+trainer.accumulate_grad_batches=4`) must be one something
+    reads: an argument of the `_target_` of the node it lands in, or a new object of its own (a
+    node with a `_target_`, such as `+callbacks.ema._target_=...`). Anything else (`+unknown=1`)
+    would be accepted and ignored: one line naming it. `overrides` defaults to this job's."""
+    if overrides is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return
+        overrides = list(HydraConfig.get().overrides.task)
+        groups = set(HydraConfig.get().runtime.choices)
+    else:
+        groups = set()
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if not key.startswith("+") or key.startswith("++"):
+            continue  # ++ sets a key whether or not it exists: Hydra's own choice
+        key = key[1:]
+        if key.startswith("hydra.") or "/" in key or key in groups or "@" in key:
+            continue  # Hydra's settings, or a config group added to the defaults
+        problem = _added_key_problem(cfg, key)
+        if problem:
+            raise ConfigError(f"+{key}: {problem}; see the keys with --cfg job (+ adds an argument of a _target_)")
+
+
+def _added_key_problem(cfg: DictConfig, key: str) -> str | None:
+    """Why nothing reads the added `key` of `cfg`, or None when something does."""
+    parts = key.split(".")
+    for i, name in enumerate(parts):
+        parent = OmegaConf.select(cfg, ".".join(parts[:i])) if i else cfg
+        child = OmegaConf.select(cfg, ".".join(parts[: i + 1]))
+        if name.startswith("_") and name.endswith("_"):  # _target_, _partial_: Hydra's own keys
+            continue
+        target = parent.get("_target_") if isinstance(parent, DictConfig) else None
+        if target is not None and not _takes(str(target), name):
+            return f"{target} takes no argument {name}"
+        if isinstance(child, DictConfig) and "_target_" in child:
+            continue  # an object (a new one, or a target's argument): its keys are checked against its target
+        if target is not None or _is_collection(parent):
+            return None  # an argument's value; or named entries (evaluate's strategies), which the tool checks
+        if i == len(parts) - 1:
+            where = ".".join(parts[:i]) or "the config"
+            return f"{where} has no option {name}, and nothing would read it"
+    return None
+
+
+def _is_collection(node: object) -> bool:
+    """Whether `node` is a mapping of named entries, each a mapping (or null, switched off)."""
+    if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+        return False
+    values = [node._get_node(key) for key in node]
+    return any(isinstance(v, DictConfig) for v in values) and all(
+        isinstance(v, DictConfig) or v._is_none() for v in values
+    )
+
+
+def _takes(target: str, name: str) -> bool:
+    """Whether the callable `target` (a dotted path) takes an argument `name`; True when that
+    cannot be told (instantiating it then reports what is wrong)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        parameters = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # an import error or a builtin without a signature: instantiate will say
+        return True
+    return any(p.kind is p.VAR_KEYWORD or p.name == name for p in parameters)
 
 
 def check_finite_options(cfg: object, prefix: str = "") -> None:
@@ -85,6 +188,10 @@ def user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as e:
         fail(one_line(e))
+    except (MemoryError, RuntimeError) as e:  # an allocation that failed anywhere in the tool
+        if not is_out_of_memory(e):
+            raise
+        fail(one_line(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
 
@@ -104,16 +211,20 @@ def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictCo
 
         @functools.wraps(fn)
         def main() -> Any:
-            register()
-            check_overrides()  # an argument Hydra's parser cannot read: one line naming the character
             asked = os.environ.get("HYDRA_FULL_ERROR")
-            if asked == "1":
-                return composed()
-            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises a composition error instead of printing it
             try:
+                register()
+                check_overrides()  # an argument Hydra's parser cannot read: one line naming the character
+                if asked == "1":
+                    return composed()
+                os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises a composition error instead of printing it
                 return composed()
             except COMPOSE_ERRORS as e:
+                if asked == "1":
+                    raise
                 fail(config_error(e))
+            except KeyboardInterrupt:  # at any moment: composing a sweep, between jobs, loading data
+                fail(interrupted(), code=130)
             except ValueError as e:  # Hydra's check of its own flags, e.g. -m with --cfg
                 if not str(e).startswith("Only one of --run, --multirun"):
                     raise
@@ -203,23 +314,69 @@ COMPOSE_ERRORS = (HydraException, OmegaConfBaseException)
 FAILED_JOBS: list[str] = []
 
 
+@dataclass
+class SweepProgress:
+    """Where this process's sweep stands, for the line a Ctrl-C prints: how many jobs it has (when
+    Hydra's basic sweeper can tell), those that ended, the one running, and the signal that asked
+    the running job to stop."""
+
+    jobs: int | None = None
+    ended: list[str] = field(default_factory=list)
+    running: str | None = None
+    signal: str | None = None
+
+
+SWEEP = SweepProgress()
+
+
+def stop_requested(signal_name: str) -> None:
+    """Called by the training run's signal handler (training/reliability.py): the running job
+    saves and stops, and in a sweep no later job starts."""
+    SWEEP.signal = signal_name
+
+
+def interrupted() -> str:
+    """The line a Ctrl-C ends a command with: in a sweep, which jobs ended and how many were not run."""
+    if SWEEP.jobs is None and not SWEEP.ended and SWEEP.running is None:
+        return "interrupted"
+    parts = [f"ended: {'; '.join(SWEEP.ended)}" if SWEEP.ended else "no job ended"]
+    if SWEEP.running:
+        parts.append(f"interrupted before it could save: {SWEEP.running}")
+    if SWEEP.jobs is not None:
+        parts.append(f"not run: {SWEEP.jobs - len(SWEEP.ended) - (SWEEP.running is not None)} job(s)")
+    return f"interrupted: the sweep stopped ({'; '.join(parts)})"
+
+
 def _sweep_job(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """One job of a multirun: a user error is printed as one line naming the job. Hydra's basic
     sweeper then goes on with the other jobs (the job returns NaN and `SweepOutcome` exits 2 at
-    the end); a search sweeper (Optuna) gets the error itself and records a failed trial."""
+    the end); a search sweeper (Optuna) gets the error itself and records a failed trial. A job
+    stopped by Ctrl-C or SIGTERM saves, and then the sweep stops: no later job starts."""
     from hydra.core.hydra_config import HydraConfig
 
+    hydra_cfg = HydraConfig.get()
+    label = f"job {hydra_cfg.job.num} ({','.join(swept_overrides()) or 'no overrides'})"
+    SWEEP.running, SWEEP.signal = label, None
     try:
         check_finite_options(cfg)
-        return fn(cfg)
-    except USER_ERRORS as e:
-        hydra_cfg = HydraConfig.get()
-        label = f"job {hydra_cfg.job.num} ({','.join(swept_overrides()) or 'no overrides'})"
-        print(f"error: {label}: {one_line(e)}", file=sys.stderr, flush=True)
+        check_added_keys(cfg)
+        result = fn(cfg)
+    except (*USER_ERRORS, MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not is_out_of_memory(e):
+            raise
+        print(f"error: {label}: {printable(one_line(e), None)}", file=sys.stderr, flush=True)
+        SWEEP.running = None
         if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             raise
         FAILED_JOBS.append(label)
+        SWEEP.ended.append(f"{label} failed")
         return math.nan
+    SWEEP.running = None
+    if SWEEP.signal is not None:
+        SWEEP.ended.append(f"{label} stopped by {SWEEP.signal} and saved")
+        raise KeyboardInterrupt
+    SWEEP.ended.append(label)
+    return result
 
 
 def swept_overrides() -> list[str]:
@@ -242,12 +399,60 @@ def swept_overrides() -> list[str]:
 
 
 class SweepOutcome(Callback):
-    """A Hydra callback (conf/train.yaml): after a sweep in which jobs failed, one line listing
-    them and exit code 2, instead of the traceback Hydra would print for the first failure."""
+    """A Hydra callback (conf/train.yaml): before a sweep, one line and exit code 2 for a sweep
+    that cannot run (`check_sweep`); after a sweep in which jobs failed, one line listing them and
+    exit code 2, instead of the traceback Hydra would print for the first failure."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_sweep(config)
+        except MinigptError as e:
+            fail(str(e))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if FAILED_JOBS:
             fail(f"{len(FAILED_JOBS)} job(s) of the sweep failed: {'; '.join(FAILED_JOBS)} (each error is above)")
+
+
+def check_sweep(config: DictConfig) -> None:
+    """A sweep that can run: its folder is no place a run must not write into (`check_run_place`),
+    Hydra's basic sweeper has at least one job (`model.n_layer=range(0)` has none), and every
+    range an Optuna search draws from is one Optuna accepts (low <= high, a log range above 0).
+    Counts the basic sweeper's jobs for the line a Ctrl-C prints."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    check_run_place(Path(str(config.hydra.sweep.dir)), "sweep directory", "hydra.sweep.dir", only_reserved=True)
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    try:
+        overrides = OverridesParser.create().parse_overrides(arguments)
+    except HydraException:
+        return  # the sweeper reports what it cannot read
+    sweeper = str(config.hydra.sweeper.get("_target_", ""))
+    if sweeper.endswith("BasicSweeper"):
+        swept = [o for o in overrides if o.is_choice_sweep() or o.is_range_sweep()]  # a glob needs the sweeper
+        empty = [o.input_line for o in swept if not list(o.sweep_string_iterator())]
+        if empty:
+            raise ConfigError(f"the sweep has no jobs: {empty[0]} gives no value; give each swept option a value")
+        with contextlib.suppress(HydraException):  # a glob over a group: counted by the sweeper only
+            SWEEP.jobs = math.prod(len(list(o.sweep_string_iterator())) for o in overrides if o.is_discrete_sweep())
+    elif "optuna" in sweeper:
+        check_search_ranges(overrides)
+
+
+def check_search_ranges(overrides: list) -> None:
+    """One line for an Optuna search range Optuna would refuse with a traceback mid-sweep."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    for override in overrides:
+        try:
+            create_optuna_distribution_from_override(override)
+        except (ValueError, AssertionError) as e:
+            problem = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"{override.input_line} is no search range: {problem}; an interval needs low <= high, "
+                f"and a log one low > 0"
+            ) from None
 
 
 def _in_multirun() -> bool:
@@ -266,6 +471,37 @@ def run_dir_of(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     raise MinigptError("no run directory: pass run_dir=... when calling outside of Hydra")
+
+
+# the folder this package sits in, a run directory no run may use
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# what a minigpt run leaves in its directory: a folder holding one of them is an earlier run's
+RUN_MARKERS = frozenset({".hydra", "checkpoints", "tensorboard", "train.log", "summary.json", ".train.lock"})
+
+
+def check_run_place(
+    path: Path, what: str = "run directory", option: str = "run_dir", only_reserved: bool = False
+) -> None:
+    """A run writes checkpoints, logs and a lock into its directory and owns it from then on: one
+    line refusing the root of the file system, the home folder and the repository, and (unless
+    `only_reserved`) a folder that holds other files than an earlier minigpt run's."""
+    where = Path(path).expanduser().resolve()
+    reserved = {Path("/"): "the root of the file system", Path.home().resolve(): "your home folder"}
+    reserved[REPO_ROOT] = "minigpt's repository"
+    if where in reserved:
+        raise RunDirError(
+            f"{what} {path} is {reserved[where]}, which a run must not write into; "
+            f"pass {option}=<a new folder>, such as outputs/train/runs/mine"
+        )
+    if only_reserved or not where.is_dir():
+        return
+    held = sorted(p.name for p in where.iterdir())
+    if held and not RUN_MARKERS.intersection(held):
+        shown = printable(", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else ""), 200)
+        raise RunDirError(
+            f"{what} {path} holds files that are not a minigpt run's ({shown}); pass {option}=<a new or "
+            f"empty folder>, or an earlier run's folder with resume=auto"
+        )
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -329,10 +565,22 @@ def check_int(value, name: str, low: int, hint: str = "") -> int:
     return value
 
 
-def check_seed(seed, name: str = "seed") -> int | None:
-    """`seed` if it is an integer or null (a random seed), else one line naming the option."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"{name} must be an integer (or null for a random one), got {seed!r}")
+# what every random generator a seed reaches accepts: numpy and Lightning's seed_everything take
+# 0 ... 2**32 - 1, torch more
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed, name: str = "seed", required: bool = False) -> int | None:
+    """`seed` if it is an integer from 0 to SEED_MAX, or null (a random seed) unless `required`,
+    else one line naming the option."""
+    if seed is None and not required:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        shown = f"an integer of {seed.bit_length()} bits" if isinstance(seed, int) and seed > 10**100 else repr(seed)
+        raise ConfigError(
+            f"{name} must be an integer from 0 to {SEED_MAX}{'' if required else ' (or null for a random one)'}, "
+            f"got {shown}"
+        )
     return seed
 
 
@@ -361,20 +609,50 @@ def check_out_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def read_text_file(value: str, option: str, instead: str) -> str:
+def read_text_file(
+    value: str, option: str, instead: str, max_bytes: int | None = None, from_end: bool = False, why: str = ""
+) -> str:
     """The UTF-8 text of the file an option names (`prompt_file`, `text_file`), or one line saying
-    what is wrong with it and what to pass `instead`."""
+    what is wrong with it and what to pass `instead`. A file larger than `max_bytes` is read only
+    in part, its first (or with `from_end` its last) `max_bytes` bytes, saying so and `why` in one
+    line on stderr: a file of any size costs no more memory than that."""
     path = Path(value).expanduser()
     problem = file_problem(path)  # a FIFO or /dev/zero is named, never opened
     if problem is not None:
         raise MinigptError(f"{option} {path} {problem}; pass a UTF-8 text file or {instead}")
+    size = path.stat().st_size
+    cut = max_bytes is not None and size > max_bytes
+    with path.open("rb") as f:
+        if cut and from_end:
+            f.seek(size - max_bytes)
+        data = f.read(max_bytes if cut else -1)
+    if cut:
+        part = "last" if from_end else "first"
+        print(
+            f"note: {option} {printable(path)} holds {size:,} bytes; {why}, so only its {part} {max_bytes:,} are read",
+            file=sys.stderr,
+        )
+        data = _whole_characters(data, from_end)
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MinigptError(
             f"{option} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
             f"pass a UTF-8 text file or {instead}"
         ) from None
+
+
+def _whole_characters(data: bytes, from_end: bool) -> bytes:
+    """`data` cut from a UTF-8 file without the partial character at the cut (at most 3 bytes)."""
+    if from_end:
+        skip = next((i for i, b in enumerate(data[:4]) if b & 0xC0 != 0x80), min(len(data), 4))
+        return data[skip:]
+    for back in range(min(4, len(data))):
+        lead = data[len(data) - 1 - back]
+        if lead & 0xC0 != 0x80:  # the last character's first byte: keep it only if it is whole
+            need = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4
+            return data if need <= back + 1 else data[: len(data) - 1 - back]
+    return data
 
 
 def check_overrides(argv: list[str] | None = None) -> None:

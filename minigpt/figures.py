@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from minigpt.io import printable
 from minigpt.probes import entropy
 
 VISIBLE = {"\n": "\\n", "\t": "\\t", " ": "·", "\r": "\\r"}
@@ -34,9 +35,7 @@ def show_char(c: str) -> str:
 
 
 def _visible(ch: str) -> str:
-    if ch in VISIBLE:
-        return VISIBLE[ch]
-    return ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+    return VISIBLE[ch] if ch in VISIBLE else printable(ch)
 
 
 # TensorBoard orders tag groups (the part before the first "/") and the cards in a group by name,

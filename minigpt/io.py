@@ -1,5 +1,5 @@
 """Files, safely: written atomically (never half a file) and as strict JSON; read only when a
-path names a regular file."""
+path names a regular file; text read from one shown only as printable characters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import errno
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -49,6 +50,33 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# --------------------------------------------------------------------------- showing what a file holds
+
+
+def printable(text: object, limit: int | None = 200, keep: str = "") -> str:
+    """`text` (str() of it) cut to `limit` characters (None: all), with every character a terminal
+    or a viewer would act on (control characters such as ESC, C1 controls, line and paragraph
+    separators, lone surrogates) written as its Python escape, so that text from a file can be
+    printed, logged or written into a report without acting on what shows it. `keep` lists the
+    characters that stay as they are where they belong to the text (newline, tab)."""
+    text = str(text)
+    text = text if limit is None else text[:limit]
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+
+
+def markdown_code(text: object, block: bool = False) -> str:
+    """`text` from a file as Markdown code that nothing in it can end early: printable (a block
+    keeps its newlines and tabs), between runs of backticks longer than any it holds: an inline
+    span, or with `block` a fenced block (its fence on lines of their own)."""
+    text = printable(text, None, keep="\n\t" if block else "")
+    run = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    if block:
+        fence = "`" * max(3, run + 1)
+        return f"{fence}\n{text}\n{fence}"
+    ticks = "`" * (run + 1)
+    return f"{ticks} {text} {ticks}" if run else f"`{text}`"
 
 
 # --------------------------------------------------------------------------- what a path names

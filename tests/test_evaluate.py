@@ -19,7 +19,6 @@ from minigpt.analysis.metrics import (
     GENERATION_COLUMNS,
     distinct_n,
     evaluation_ids,
-    fenced,
     plot_generation,
     run,
     samples_markdown,
@@ -28,6 +27,7 @@ from minigpt.analysis.metrics import (
 from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import FixedWindows
 from minigpt.errors import ConfigError, DataError
+from minigpt.io import markdown_code
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +117,11 @@ def test_evaluate_cli_prints_and_writes_the_tables(tiny_run, loaded, tmp_path):
         [
             "## Prompt 1",
             "",
-            *fenced(loaded.tokenizer.decode(prompt.tolist())),
+            markdown_code(loaded.tokenizer.decode(prompt.tolist()), block=True),
             "",
             "### reference (held-out text)",
             "",
-            *fenced(loaded.tokenizer.decode(following.tolist())),
+            markdown_code(loaded.tokenizer.decode(following.tolist()), block=True),
         ]
     )
     assert expected in samples

@@ -32,6 +32,7 @@ from minigpt.figures import (
     plot_residual_norms,
 )
 from minigpt.inference.generation import pick_device
+from minigpt.io import markdown_code, printable
 from minigpt.model import GPT
 from minigpt.probes import (
     attention_entropy,
@@ -89,6 +90,11 @@ def check_temperatures(value) -> tuple[float, ...]:
     return tuple(float(t) for t in items)
 
 
+# the most characters of a text diagnose looks at: the per-character loss figure draws a shaded
+# cell and a label for each (32 rows of 64 characters)
+TEXT_CHARS = 2048
+
+
 def check_sampling(max_new_tokens, seed) -> None:
     """The options of the samples, checked before anything is computed or written."""
     check_int(max_new_tokens, "max_new_tokens", 0, "the length of each sample")
@@ -110,9 +116,12 @@ def read_text(cfg: DictConfig) -> str:
         if text is None or str(text) == "":
             raise ConfigError('text is empty; pass text="some text" or text_file=PATH')
         return str(text)
-    text = read_text_file(cfg.text_file, "text_file", "text=...")
+    why = f"diagnose looks at its first {TEXT_CHARS:,} characters"
+    text = read_text_file(cfg.text_file, "text_file", "text=...", 4 * TEXT_CHARS, why=why)
     if not text:
         raise MinigptError(f"text_file {cfg.text_file} is empty; pass a file with some text, or text=...")
+    if Path(cfg.text_file).expanduser().stat().st_size > 4 * TEXT_CHARS:
+        return text[:TEXT_CHARS]  # cut already, and said so
     return text
 
 
@@ -127,12 +136,20 @@ def diagnose(
 ) -> Path:
     """Write every figure for `text` into `out_dir` as a PNG, and index.md listing them with the
     samples; return the index's path. Attention, residual stream and logits look at the first
-    `block_size` characters; the per-character loss covers the whole text. Every option is checked
+    `block_size` characters; the per-character loss covers the text's first TEXT_CHARS characters
+    (a longer text is cut, saying so on stderr). Every option is checked
     and everything computed before the first file is written; `out_dir` must be new or empty."""
     model, tok = loaded.model, loaded.tokenizer
     temperatures = check_temperatures(temperatures)
     check_sampling(max_new_tokens, seed)
     out_dir = check_out_dir(out_dir)
+    if len(text) > TEXT_CHARS:  # one shape and label per character: more would take minutes and GBs to draw
+        print(
+            f"note: the text has {len(text):,} characters; diagnose looks at its first {TEXT_CHARS:,} "
+            f"(what the per-character loss figure can show)",
+            file=sys.stderr,
+        )
+        text = text[:TEXT_CHARS]
     ids = encode(tok, text, check_unknown(unknown))
     check_sample_memory(model, len(ids), max_new_tokens)
     text = tok.decode(ids.tolist())  # what the model sees, after unknown=skip or a replacement
@@ -143,14 +160,12 @@ def diagnose(
     lines = [
         "# minigpt diagnostics",
         "",
-        f"- checkpoint: `{loaded.path}`",
+        f"- checkpoint: {markdown_code(loaded.path)}",
         f"- model: {describe_model(model)}",
         f"- text ({len(text)} characters; figures of attention, residual stream and logits use the first "
         f"{len(window)}):",
         "",
-        "```",
-        text,
-        "```",
+        markdown_code(text, block=True),
         "",
     ]
     for name, (_, caption) in figures.items():
@@ -158,7 +173,7 @@ def diagnose(
     lines += ["## samples", "", f"Prompt: the text above; {max_new_tokens} new characters, seed {seed}.", ""]
     for t in temperatures:
         sample = sample_text(model, tok, text, max_new_tokens, t, seed)
-        lines += [f"### temperature {t}", "", "```", sample, "```", ""]
+        lines += [f"### temperature {t}", "", markdown_code(sample, block=True), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, (fig, _) in figures.items():
         fig.savefig(out_dir / f"{name}.png")
@@ -254,5 +269,5 @@ def run(cfg: DictConfig) -> Path:
     if not isinstance(loaded.model, GPT):
         print(f"note: {type(loaded.model).__name__} checkpoint: {RNN_SKIPS}", file=sys.stderr)
     index = diagnose(loaded, text, out_dir, temperatures, max_new_tokens, seed, unknown)
-    print(f"wrote {len(list(index.parent.glob('*.png')))} figures and {index}")
+    print(f"wrote {len(list(index.parent.glob('*.png')))} figures and {printable(index, None)}")
     return index

@@ -89,7 +89,10 @@ def explorer_page(
         "notes": notes,
         "start": start,
     }
-    # "</" would end the <script> element early, whatever the text holds
-    inline = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    # no <, > or & reaches the page as itself: "</script>" would end the data's element early and
+    # "<!--" would make the parser look past its end; in JSON strings their escapes mean the same
+    inline = json.dumps(data, ensure_ascii=False)
+    for char, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        inline = inline.replace(char, escape)
     template = files("minigpt.analysis").joinpath("explorer.html").read_text(encoding="utf-8")
     return template.replace("__MINIGPT_DATA__", inline)

@@ -40,7 +40,7 @@ from minigpt.figures import (
     show_char,
 )
 from minigpt.inference.generation import pick_device
-from minigpt.io import json_safe
+from minigpt.io import json_safe, markdown_code, printable
 from minigpt.model import GPT
 from minigpt.probes import (
     HEAD_SCORES,
@@ -112,7 +112,7 @@ def run(cfg: DictConfig) -> Path:
             f"the {source} has fewer than block_size + 1 = {c.block_size + 1} tokens; pass a longer data.path"
         )
     index = interpret(loaded, ids, windows, source, out_dir, options, heads)
-    print(f"wrote {index} and {index.parent / 'explorer.html'}")
+    print(f"wrote {printable(index, None)} and {printable(index.parent / 'explorer.html', None)}")
     return index
 
 
@@ -309,7 +309,13 @@ SCORE_HELP = (
 
 def index_text(loaded: LoadedModel, found: Findings, heads: list[Part], meta: str) -> str:
     """index.md: every table of `interpret`, its figures and a link to the explorer."""
-    lines = ["# What each head does", "", f"- {meta}", f"- checkpoint: `{loaded.path}`", ""]
+    lines = [
+        "# What each head does",
+        "",
+        f"- {printable(meta, None)}",
+        f"- checkpoint: {markdown_code(loaded.path)}",
+        "",
+    ]
     lines += ["Open [explorer.html](explorer.html) in a browser to hover over the text, head by head.", ""]
     lines += ["## Head scores", "", SCORE_HELP, ""]
     lines += markdown(head_rows(found), ["head", *HEAD_SCORES, "zero_increase", "mean_increase"], {"distance": 1})

@@ -30,7 +30,7 @@ from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.inference.generation import check_decoding_memory, pick_device
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
-from minigpt.io import json_safe
+from minigpt.io import json_safe, markdown_code, printable
 from minigpt.model import GPT
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
 from minigpt.threads import resolve_threads, using_threads
@@ -342,7 +342,7 @@ def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> str:
     def cell(v) -> str:
         if isinstance(v, float):
             return "–" if math.isnan(v) else f"{v:.3f}"
-        return str(v)
+        return printable(v, None).replace("|", "\\|")  # a | would start another column
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
@@ -384,18 +384,10 @@ def samples_markdown(
         "",
     ]
     for i, prompt in enumerate(prompts[:shown]):
-        lines += [f"## Prompt {i + 1}", "", *fenced(prompt), ""]
+        lines += [f"## Prompt {i + 1}", "", markdown_code(prompt, block=True), ""]
         for name, texts in samples.items():
-            lines += [f"### {name} ({settings.get(name, '')})", "", *fenced(texts[i]), ""]
+            lines += [f"### {name} ({settings.get(name, '')})", "", markdown_code(texts[i], block=True), ""]
     return "\n".join(lines)
-
-
-def fenced(text: str) -> list[str]:
-    """`text` as the lines of a Markdown code block, fenced by more backticks than it holds in a row."""
-    fence = "```"
-    while fence in text:
-        fence += "`"
-    return [fence, text, fence]
 
 
 def plot_generation(result: dict, unit: str = "char") -> Figure:

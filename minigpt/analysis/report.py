@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from minigpt.errors import MinigptError
 from minigpt.figures import read_scalars
-from minigpt.io import file_problem
+from minigpt.io import file_problem, printable
 
 
 class UnreadableJob(Exception):
@@ -51,7 +51,8 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
         return {}
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise UnreadableJob(".hydra/overrides.yaml is not a list of key=value overrides")
-    pairs = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith("hydra."))
+    # printable from here on: the values reach the terminal, the CSV, the figures' legends
+    pairs = dict(printable(o, 400).split("=", 1) for o in overrides if "=" in o and not o.startswith("hydra."))
     return {k.lstrip("+~"): v for k, v in pairs.items()}
 
 

@@ -20,7 +20,7 @@ import torch
 
 from minigpt.architectures import ARCHITECTURES
 from minigpt.errors import CheckpointError, ConfigError
-from minigpt.io import file_problem
+from minigpt.io import file_problem, printable
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
 from minigpt.tokenizer import Tokenizer
@@ -33,13 +33,6 @@ INT_LIMIT = 2**63  # torch sizes are int64; a larger integer is no size at all
 
 
 # --------------------------------------------------------------------------- showing untrusted values
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """`text` cut to `limit` characters, with every character a terminal would act on (control
-    characters, escape sequences, lone surrogates) written as its Python escape."""
-    text = text[:limit]
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def shown(value: object) -> str:

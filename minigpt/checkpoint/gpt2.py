@@ -34,7 +34,6 @@ from minigpt.checkpoint.format import (
     code_refusal,
     first_line,
     is_number,
-    printable,
     shown,
 )
 from minigpt.checkpoint.weights import (
@@ -46,7 +45,7 @@ from minigpt.checkpoint.weights import (
     load_weights,
 )
 from minigpt.errors import CheckpointError, ConfigError
-from minigpt.io import file_problem
+from minigpt.io import file_problem, printable
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import BPETokenizer
 

@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 
 from minigpt.architectures import model_for
-from minigpt.checkpoint.format import first_line, printable, shown
+from minigpt.checkpoint.format import first_line, shown
 from minigpt.errors import CheckpointError
+from minigpt.io import printable
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
 
@@ -84,31 +85,64 @@ def state_dict_size(config: GPTConfig | LSTMConfig) -> int:
 
 
 def available_memory(device: str | torch.device | None = None) -> int | None:
-    """Bytes this process can still allocate: on a CUDA device, its free memory; else
-    /proc/meminfo's MemAvailable (else free pages), capped by a cgroup v2 limit; None where the
-    system says neither."""
+    """Bytes this process can still allocate, the one figure every memory estimate is compared
+    with: on a CUDA device, its free memory; else the least of /proc/meminfo's MemAvailable (else
+    the free pages), what the cgroup's limit leaves (v2 `memory.max`, v1 `memory.limit_in_bytes`)
+    and what the address-space limit leaves (`ulimit -v`, RLIMIT_AS, less the process's size);
+    None where the system says none of them."""
     if device is not None and torch.device(device).type == "cuda":
         return torch.cuda.mem_get_info(torch.device(device))[0]
-    free = None
+    limits = [n for n in (_free_ram(), _cgroup_room(), _address_space_room()) if n is not None]
+    return min(limits) if limits else None
+
+
+def _free_ram() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                free = int(line.split()[1]) * 1024
+                return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    if free is None:
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
     try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            free = min(free, int(limit) - int((cgroup / "memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    return free
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+# (limit, usage) files of a cgroup v2 and a cgroup v1 memory controller, as a container sees them
+CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _cgroup_room() -> int | None:
+    """What the cgroup's memory limit leaves this process's group; None without a limit."""
+    for limit_file, usage_file in CGROUP_FILES:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit == "max" or int(limit) >= 2**60:  # v1 writes "no limit" as a huge number
+                continue
+            return int(limit) - int(Path(usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _address_space_room() -> int | None:
+    """What `ulimit -v` (RLIMIT_AS) leaves this process: the limit less its virtual size now."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return soft - int(line.split()[1]) * 1024
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+    return soft
 
 
 def human_bytes(n: int) -> str:

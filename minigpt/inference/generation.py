@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 import torch
 from omegaconf import DictConfig
@@ -21,6 +22,7 @@ from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
 from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
+from minigpt.io import printable
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
@@ -28,20 +30,41 @@ from minigpt.threads import resolve_threads, using_threads
 from minigpt.tokenizer import TextStream
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: object) -> torch.device:
+    """The compute device `device=` names, if this machine has it: auto (CUDA when there is one,
+    else the CPU), cpu, cuda or cuda:<index of one of its GPUs>, mps where PyTorch has it; one line
+    for anything else (meta, an index past the last GPU, a device PyTorch was not built for)."""
+    cuda = torch.cuda.is_available()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} was asked for but CUDA is not available; use device=cpu")
+        return torch.device("cuda" if cuda else "cpu")
+    options = "auto, cpu" + (f", cuda or cuda:0 ... cuda:{torch.cuda.device_count() - 1}" if cuda else "")
     try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r} is not a device; use auto, cpu or cuda") from None
+        device = torch.device(str(name))
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device={name!r} is not a device; use {options}") from None
+    if device.type == "cuda" and not cuda:
+        raise ConfigError(f"device={name} was asked for but CUDA is not available; use device=cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} GPU(s); use {options}")
+    mps = device.type == "mps" and torch.backends.mps.is_available()
+    if device.type not in ("cpu", "cuda") and not mps:
+        raise ConfigError(f"device={name} is not a compute device on this machine; use {options}")
+    return device
 
 
-def read_prompt(cfg: DictConfig) -> str:
+def prompt_bytes(block_size: int) -> int:
+    """How much of a prompt file is read: the model sees only the last `block_size` tokens of the
+    text, and no token is longer than 64 bytes (16 four-byte characters), nor a prompt file read
+    beyond that (64 KiB at least)."""
+    return max(64 * 1024, 64 * block_size)
+
+
+def read_prompt(cfg: DictConfig, block_size: int | None = None) -> str:
+    """The prompt: `prompt_file` (its end only, when the model cannot see more) or `prompt`."""
     if cfg.get("prompt_file"):
-        return read_text_file(cfg.prompt_file, "prompt_file", "prompt=...")
+        limit = None if block_size is None else prompt_bytes(block_size)
+        why = f"the model sees only the last {block_size} tokens of a prompt"
+        return read_text_file(cfg.prompt_file, "prompt_file", "prompt=...", limit, from_end=True, why=why)
     prompt = cfg.get("prompt")
     return "" if prompt is None else str(prompt)
 
@@ -249,11 +272,11 @@ def check_decoding_memory(
     raise ConfigError(f"{what} at once, {prompt} + {new} tokens long, {short}; {fix}{hint}")
 
 
-def read_prompts(cfg: DictConfig) -> Iterator[str]:
+def read_prompts(cfg: DictConfig, block_size: int | None = None) -> Iterator[str]:
     """The prompt (prompt or prompt_file), or in interactive mode each line of stdin until an empty
     one, asked for with `> ` on stderr when stdin is a terminal (stdout keeps only the text)."""
     if not cfg.interactive:
-        yield read_prompt(cfg)
+        yield read_prompt(cfg, block_size)
         return
     ask = sys.stdin.isatty()
     while True:
@@ -266,6 +289,21 @@ def read_prompts(cfg: DictConfig) -> Iterator[str]:
         if not prompt:
             return
         yield prompt
+
+
+class PrintableText:
+    """A text stream that writes everything as `printable` makes it (newlines and tabs kept), so
+    that a control character or an escape sequence from a checkpoint's vocabulary, or from a
+    prompt file, is shown as its escape instead of acting on the terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(printable(text, None, keep="\n\t"))
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def run(cfg: DictConfig) -> None:
@@ -282,15 +320,16 @@ def run(cfg: DictConfig) -> None:
     loaded.model = quantize_model(loaded.model, quantize)
     with using_threads(cfg.get("threads", "auto"), n_params, max(cfg.num_samples, cfg.num_beams)) as threads:
         print(
-            f"[minigpt] checkpoint {loaded.path} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
+            f"[minigpt] checkpoint {printable(loaded.path)} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
             f"block {loaded.model.config.block_size} | {getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
             f"device {device}{f' | {threads} thread' + 's' * (threads > 1) if device.type == 'cpu' else ''}",
             file=sys.stderr,
         )
-        for index, prompt in enumerate(read_prompts(cfg)):
+        out = PrintableText(sys.stdout)  # the vocabulary comes from a file: no character of it acts on the terminal
+        for index, prompt in enumerate(read_prompts(cfg, loaded.model.config.block_size)):
             start = time.perf_counter()
             try:
-                n = complete(loaded, prompt, cfg, device, prompt_index=index)
+                n = complete(loaded, prompt, cfg, device, out, prompt_index=index)
             except MinigptError as e:
                 if not cfg.interactive:
                     raise

@@ -10,6 +10,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from minigpt.cli import stop_requested
+
 log = logging.getLogger("minigpt")
 
 
@@ -57,7 +59,8 @@ class LastCheckpoint(L.Callback):
 
 class GracefulStop(L.Callback):
     """SIGINT (Ctrl+C) or SIGTERM (a scheduler's preemption) during training: finish the current
-    step, let `LastCheckpoint` save, and end the run normally. A second Ctrl+C aborts at once.
+    step, let `LastCheckpoint` save, and end the run normally (in a sweep, the sweep then stops:
+    minigpt/cli.py). A second Ctrl+C aborts at once.
 
     With several processes the decision is reduced over all ranks each step, so a signal that
     reached one process stops them all at the same step.
@@ -77,6 +80,7 @@ class GracefulStop(L.Callback):
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
+        stop_requested(self.received)  # in a sweep, no later job starts
         log.warning("received %s: finishing the current step, then saving and stopping", self.received)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:

@@ -23,12 +23,22 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from minigpt.checkpoint.format import read_meta
 from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
-from minigpt.cli import build, check_int, fail, quiet_libraries, run_dir_of, swept_overrides
+from minigpt.cli import (
+    build,
+    check_int,
+    check_run_place,
+    check_seed,
+    fail,
+    quiet_libraries,
+    run_dir_of,
+    swept_overrides,
+)
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.figures import plot_loss_curve, tensorboard_tag
-from minigpt.io import json_safe
+from minigpt.io import json_safe, printable
 from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.training.checkpoint_io import SafeCheckpointIO
@@ -91,6 +101,7 @@ def task_of(cfg: DictConfig) -> str:
 
 
 def check_trainer_config(cfg: DictConfig) -> None:
+    check_seed(cfg.get("seed"), required=True)  # it seeds every step's dropout (StepSeed)
     steps = cfg.trainer.get("max_steps", -1)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ConfigError(f"trainer.max_steps must be a positive integer, got {steps!r}")
@@ -110,6 +121,7 @@ def check_trainer_config(cfg: DictConfig) -> None:
             "trainer.val_check_interval=%d > trainer.max_steps=%d: validating once, at step %d", interval, steps, steps
         )
         cfg.trainer.val_check_interval = steps
+    check_accelerator(cfg.trainer.get("accelerator", "auto"))
     check_matmul_precision(cfg.get("matmul_precision", "high"))  # before the run folder is written
     if not isinstance(cfg.get("keep_freed_memory", True), bool):
         raise ConfigError(f"keep_freed_memory must be true or false, got {cfg.keep_freed_memory!r}")
@@ -132,6 +144,19 @@ def check_trainer_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"resume={cfg.resume!r} is not an option: pass resume=auto (continue the run directory's "
             f"checkpoints/last.ckpt when there is one) or ckpt_path=/path/to/last.ckpt"
+        )
+
+
+def check_accelerator(accelerator: object) -> None:
+    """`trainer.accelerator` must be a compute device this machine has: one line instead of
+    Lightning's traceback for `tpu`, `cuda` without a GPU or a misspelt name."""
+    if isinstance(accelerator, DictConfig):
+        return  # an Accelerator object (`_target_`), which Lightning checks
+    have = ["auto", "cpu"] + (["gpu", "cuda"] if torch.cuda.is_available() else [])
+    have += ["mps"] if torch.backends.mps.is_available() else []
+    if accelerator not in have:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} is not a compute device on this machine; use {', '.join(have)}"
         )
 
 
@@ -168,6 +193,7 @@ def resume_path_of(cfg: DictConfig, run_dir: Path) -> Path | None:
 def prepare_run_dir(run_dir: Path, resume_from: Path | None) -> None:
     """Make sure `run_dir` can be written and holds no earlier run's checkpoints, unless this run
     continues from one of them: nothing already saved is overwritten by a fresh run."""
+    check_run_place(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=run_dir):
@@ -299,10 +325,52 @@ def hand_over_checked(cfg: DictConfig, resume_from: Path, trainer: L.Trainer, mo
         task_of(cfg),
         vision,
     )
+    check_resumed_options(cfg, read_meta(ckpt, resume_from).run_config, resume_from)
     trainer.strategy.checkpoint_io.hand_over(
         resume_from, checked_resume(ckpt, resume_from, trainer, module, parts.best)
     )
     log.info("resuming from %s at step %d", resume_from, ckpt["global_step"])
+
+
+# the options a resumed run takes from its checkpoint (the optimizer's and the schedule's state,
+# the data's position), so a different value on the command line could not apply: the groups and
+# keys compared, and the keys of them that change nothing the run computes
+RESUMED_OPTIONS = ("seed", "optim", "scheduler", "data", "task", "trainer.accumulate_grad_batches")
+FREE_OPTIONS = ("data.path", "data.num_workers", "data.eval_batch_size", "data.val_windows")
+
+
+def check_resumed_options(cfg: DictConfig, saved: dict | None, path: Path) -> None:
+    """A resumed run continues exactly as it was saved: one line naming each option given another
+    value than the checkpoint's run had (`optim.lr=3`), which resuming would silently ignore."""
+    if not saved:
+        return
+    mine, was = flat_options(OmegaConf.to_container(cfg, resolve=True)), flat_options(saved)
+    changed = [
+        f"{name}={value!r} (the checkpoint's run: {printable(repr(was.get(name)), 60)})"
+        for name, value in mine.items()
+        if any(name == k or name.startswith(f"{k}.") for k in RESUMED_OPTIONS)
+        and name not in FREE_OPTIONS
+        and was.get(name) != value
+    ]
+    if changed:
+        raise ConfigError(
+            f"resuming from {path} continues its run as it was saved, so {', '.join(changed[:4])} would be "
+            f"ignored; drop {'them' if len(changed) > 1 else 'it'} to resume, or start a new run in another run_dir"
+        )
+
+
+def flat_options(node: object) -> dict[str, object]:
+    """`{"optim.lr": 0.001, ...}`: the leaves of a plain config (nested dicts) under dotted names.
+    Walked without recursion: a checkpoint's run config may be nested arbitrarily deep."""
+    out: dict[str, object] = {}
+    stack: list[tuple[str, object]] = [("", node)]
+    while stack:
+        prefix, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((f"{prefix}.{key}" if prefix else str(key), value) for key, value in item.items())
+        else:
+            out[prefix] = item
+    return out
 
 
 def check_sample_prompt(cfg: DictConfig, module: L.LightningModule) -> None:
