@@ -35,10 +35,14 @@ from minigpt.probes import (
     attention_maps,
     entropy,
     head_scores,
+    icl_score,
     lens_losses,
     lens_points,
     mark_ids,
     next_token_logits,
+    position_losses,
+    repeat_losses,
+    repeated_windows,
     sample_text,
     text_windows,
 )
@@ -331,13 +335,17 @@ class HeadScores(EveryNValidations):
     (previous-token, current-token, first-position, last newline and space, distance, induction) on the
     first `n_windows` validation windows and `n_random` repeated random sequences; and
     `view/lens/<point>`: the logit-lens loss of those windows after the embeddings and after each
-    block. A CUSTOM SCALARS layout draws each score's heads as lines of one chart, so the step at
-    which a previous-token or an induction head forms shows beside the loss. Lightning has no
-    callback that measures attention heads."""
+    block; `view/icl/score`: the in-context-learning score (`probes.icl_score`) of the first
+    `n_icl_windows` validation windows, and `view/icl/loss_first_copy`, `view/icl/loss_repeated_copy`:
+    the loss on half-windows of that text written twice, first and repeated copy
+    (`probes.repeat_losses`). A CUSTOM SCALARS layout draws
+    each score's heads as lines of one chart, so the step at which a previous-token or an
+    induction head forms shows beside the loss it buys. Lightning has no callback that measures
+    attention heads."""
 
-    def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8) -> None:
+    def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8, n_icl_windows: int = 128) -> None:
         super().__init__(every_n_val)
-        self.n_windows, self.n_random = n_windows, n_random
+        self.n_windows, self.n_random, self.n_icl_windows = n_windows, n_random, n_icl_windows
         self._layout_written = False
 
     def record(self, writer, trainer, pl_module, step) -> None:
@@ -345,7 +353,7 @@ class HeadScores(EveryNValidations):
         if not hasattr(model, "forward_with_attention"):  # the LSTM baseline has no heads
             return
         T = model.config.block_size
-        ids = validation_ids(trainer, self.n_windows * T + 1)
+        ids = validation_ids(trainer, max(self.n_windows, self.n_icl_windows) * T + 1)
         if ids is None or ids.numel() < T + 1:
             return
         windows = text_windows(ids, T, self.n_windows)
@@ -353,6 +361,7 @@ class HeadScores(EveryNValidations):
         write_head_scores(writer, scores, step)
         for point, loss in zip(lens_points(model.config.n_layer), lens_losses(model, windows)):
             writer.add_scalar(f"view/lens/{point}", loss, step)
+        write_icl(writer, model, text_windows(ids, T, self.n_icl_windows), step)
         if not self._layout_written:
             writer.add_custom_scalars(head_layout())
             self._layout_written = True
@@ -367,8 +376,27 @@ def write_head_scores(writer: SummaryWriter, scores: dict[str, torch.Tensor], st
                     writer.add_scalar(f"view/heads/{name}/L{layer}H{head}", value, step)
 
 
+def write_icl(writer: SummaryWriter, model: GPT, windows: torch.Tensor, step: int) -> None:
+    """The in-context-learning score of `windows` (B, T + 1), and the loss on the first and the
+    repeated copy of their first halves written twice."""
+    writer.add_scalar("view/icl/score", icl_score(position_losses(model, windows)), step)
+    period = model.config.block_size // 2
+    first, again = repeat_losses(position_losses(model, repeated_windows(windows, period)), period)
+    writer.add_scalar("view/icl/loss_first_copy", first, step)
+    writer.add_scalar("view/icl/loss_repeated_copy", again, step)
+
+
 def head_layout() -> dict:
-    """The CUSTOM SCALARS charts of `HeadScores`: one per head score with every head as a line,
-    and the logit-lens loss with every layer as a line."""
+    """The CUSTOM SCALARS charts of `HeadScores`: first the induction story on one screen (the
+    previous-token heads, the induction heads, the loss on repeated text and the in-context-
+    learning score, which move at the same step when an induction head forms), then one chart
+    per head score with every head as a line, and the logit-lens loss with every layer as a line."""
+    story = {
+        "1. previous-token score per head": ["Multiline", ["view/heads/previous/.*"]],
+        "2. induction score per head": ["Multiline", ["view/heads/induction/.*"]],
+        "3. loss on text written twice: first copy, repeated copy": ["Multiline", ["view/icl/loss_.*"]],
+        "4. in-context learning: loss late minus early in the context": ["Multiline", ["view/icl/score"]],
+    }
     heads = {name: ["Multiline", [f"view/heads/{name}/.*"]] for name in HEAD_SCORES}
-    return {"heads": heads, "logit lens": {"loss after each block": ["Multiline", ["view/lens/.*"]]}}
+    lens = {"loss after each block": ["Multiline", ["view/lens/.*"]]}
+    return {"induction": story, "heads": heads, "logit lens": lens}
