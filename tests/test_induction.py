@@ -4,12 +4,13 @@ itself, whose induction head and ablation effect are asserted with margin."""
 
 from __future__ import annotations
 
-import math
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import train_cfg
+from conftest import CONF, train_cfg
+from hydra import compose, initialize_config_dir
 
 from minigpt.analysis.ablation import Part, ablated, copy_losses, repeat_ablation
 from minigpt.analysis.circuit import circuit_markdown, circuit_summary, induction_circuit
@@ -24,7 +25,6 @@ from minigpt.probes import (
     icl_score,
     position_losses,
     repeat_losses,
-    repeated_random_ids,
     repeated_windows,
     uniform_induction,
 )
@@ -168,43 +168,42 @@ def test_repeat_ablation_reports_each_head_and_both_and_removes_its_hooks():
 # --------------------------------------------------------------------------- the experiment
 
 
-@pytest.mark.slow  # about two minutes on 2 shared cores
+@pytest.mark.slow  # about three minutes on 2 shared cores
 def test_the_induction_experiment_forms_an_induction_head_that_interpret_names(shakespeare, tmp_path, capsys):
-    from conftest import CONF  # noqa: F401  (the configs the experiment composes)
-    from hydra import compose, initialize_config_dir
-
     from minigpt.analysis.interpret import run
-    from minigpt.checkpoint.load import load_model
     from minigpt.training.run import train
 
-    cfg = train_cfg(tmp_path / "run", shakespeare, "experiment=induction", "callbacks=none")
-    train(cfg)
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    model = load_model(ckpt, "cpu").model
-    scores = head_scores(model, repeated_random_ids(model.config.vocab_size, 16, 4), n_random=16)
-    best = float(scores["induction"][1].max())
-    assert best > INDUCTION_AT_LEAST, f"induction score {best:.3f}"
-    layer1 = int(scores["induction"][1].argmax())
-    layer0 = int(scores["previous"][0].argmax())
-    assert float(scores["previous"][0, layer0]) > PREVIOUS_AT_LEAST
-    rows = repeat_ablation(model, [Part("head", 1, layer1), Part("head", 0, layer0)], n_random=16)
-    for row in rows[1:3]:
-        assert row["repeated_increase"] > ABLATION_AT_LEAST, row
-        assert row["repeated_increase"] > 3 * max(row["first_increase"], 0.0), row
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the model is tiny: one thread, which does not wait on busy cores
+    try:
+        train(train_cfg(tmp_path / "run", shakespeare, "experiment=induction", "callbacks=none"))
+        ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+            cfg = compose("interpret", [f"ckpt={ckpt}", f"out_dir={tmp_path / 'interp'}", "windows=64"])
+        run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    circuit = json.loads((tmp_path / "interp" / "results.json").read_text())["induction_circuit"]
+    assert circuit["found"], circuit
+    assert circuit["induction_head"].startswith("L1") and circuit["previous_head"].startswith("L0")
+    assert f"induction head {circuit['induction_head']}" in printed
+    assert f"reads the previous-token head {circuit['previous_head']}" in printed
+    assert circuit["induction_score"] > INDUCTION_AT_LEAST, circuit["induction_score"]
+    assert circuit["previous_score"] > PREVIOUS_AT_LEAST, circuit["previous_score"]
+    k = circuit["k_composition"]
+    assert max(k, key=k.get) == circuit["previous_head"], k  # the keys read the previous-token head most
+    _, induction, previous, _ = circuit["ablation"]
+    assert induction["repeated_increase"] > INDUCTION_ABLATION_AT_LEAST, induction
+    assert induction["repeated_increase"] > 10 * max(induction["first_increase"], 0.01), induction
+    assert previous["repeated_increase"] > PREVIOUS_ABLATION_AT_LEAST, previous
+    assert previous["repeated_increase"] > 2 * previous["first_increase"], previous
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        icfg = compose(
-            "interpret",
-            [f"ckpt={ckpt}", f"out_dir={tmp_path / 'interp'}", f"data.path={shakespeare}", "data.split=val"],
-        )
-    run(icfg)
-    line = capsys.readouterr().out
-    assert f"induction head L1H{layer1}" in line and f"previous-token head L0H{layer0}" in line, line
-    assert "## The induction circuit" in (tmp_path / "interp" / "index.md").read_text()
-    assert not math.isnan(best)
 
-
-# thresholds from the measured run of docs/heads.md, with margin
-INDUCTION_AT_LEAST = 0.2
-PREVIOUS_AT_LEAST = 0.5
-ABLATION_AT_LEAST = 0.5
+# thresholds with margin from the run docs/heads.md reports (4,000 steps, seed 1337): induction
+# score 0.541, previous-token score 0.442; removing the induction head +1.299 nats on the repeated
+# copy (+0.015 on the first), removing the previous-token head +2.153 (+0.758)
+INDUCTION_AT_LEAST = 0.3
+PREVIOUS_AT_LEAST = 0.3
+INDUCTION_ABLATION_AT_LEAST = 0.6
+PREVIOUS_ABLATION_AT_LEAST = 1.0

@@ -113,3 +113,17 @@ def circuit_markdown(circuit: dict | None) -> list[str]:
         cells += [f"{row[k]:+.3f}" if k in row else "–" for k in ("first_increase", "repeated_increase")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def phase_change_step(scalars: dict[str, list[tuple[int, float]]], threshold: float) -> int | None:
+    """The first logged step at which a head of layer 1 or later has an induction score of at
+    least `threshold`, from a run's TensorBoard scalars (`minigpt.figures.read_scalars`); None
+    when none ever does."""
+    steps = [
+        step
+        for tag, points in scalars.items()
+        if tag.startswith("view/heads/induction/L") and not tag.startswith("view/heads/induction/L0H")
+        for step, value in points
+        if value >= threshold
+    ]
+    return min(steps, default=None)
