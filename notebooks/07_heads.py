@@ -178,12 +178,19 @@ line = "thou art the sun"  # 16 characters, written twice: one context of 32
 ids = torch.tensor(tok.encode(line + line))
 maps = probes.attention_maps(model, ids)  # per layer (nh, T, T)
 chars = [tok.decode([i]) for i in ids.tolist()]
-pair = torch.stack([maps[0][previous_head], maps[1][induction_head]])
-display(
-    figures.plot_attention(
-        pair, chars, f"L0H{previous_head} (left), L1H{induction_head} (right)", 2
-    )
-)
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), layout="constrained")
+shown = [
+    (maps[0][previous_head], f"L0H{previous_head}"),
+    (maps[1][induction_head], f"L1H{induction_head}"),
+]
+for ax, (weights, name) in zip(axes, shown):
+    ax.imshow(weights, vmin=0, vmax=1)
+    ax.set_title(f"{name}: rows are queries, columns keys", fontsize=9)
+    ax.set_xticks(range(len(chars)), chars, fontsize=6)
+    ax.set_yticks(range(len(chars)), chars, fontsize=6)
+plt.show()
 
 # %% [markdown]
 # ## Ablation: what a head is worth
@@ -318,7 +325,8 @@ def icl_score_by_hand(losses):
 nb.check(icl_score_by_hand, "icl_score_by_hand")
 
 # %% [markdown]
-# The trained model's ICL score on plain validation text and on text written twice:
+# The trained model's ICL score on plain validation text and on text written twice, 64 windows
+# each: late in a window of text written twice the repeat has begun, and the copy is predicted.
 
 # %%
 for name, data in (("validation text", windows), ("text written twice", repeated)):

@@ -168,7 +168,7 @@ def test_repeat_ablation_reports_each_head_and_both_and_removes_its_hooks():
 # --------------------------------------------------------------------------- the experiment
 
 
-@pytest.mark.slow  # about three minutes on 2 shared cores
+@pytest.mark.slow  # about two minutes on 2 shared cores
 def test_the_induction_experiment_forms_an_induction_head_that_interpret_names(shakespeare, tmp_path, capsys):
     from minigpt.analysis.interpret import run
     from minigpt.training.run import train
@@ -176,7 +176,7 @@ def test_the_induction_experiment_forms_an_induction_head_that_interpret_names(s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the model is tiny: one thread, which does not wait on busy cores
     try:
-        train(train_cfg(tmp_path / "run", shakespeare, "experiment=induction", "callbacks=none"))
+        train(train_cfg(tmp_path / "run", shakespeare, "experiment=induction"))
         ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
             cfg = compose("interpret", [f"ckpt={ckpt}", f"out_dir={tmp_path / 'interp'}", "windows=64"])
