@@ -478,7 +478,6 @@ def plot_induction_story(
             ax.plot(steps, values, ls=("-", "--", ":", "-.")[index % 4], lw=1.2, color=f"C{layer % 10}", label=head)
         ax.set_title(f"{score} score per head", fontsize=9)
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=6)
     if uniform is not None:
         axes[1].axhline(uniform, color="gray", lw=0.8, ls=":", label="uniform")
     for name, color in (("first", "C7"), ("repeated", "C3")):
@@ -486,7 +485,6 @@ def plot_induction_story(
         if tag in scalars:
             axes[2].plot(*zip(*scalars[tag]), color=color, lw=1.2, label=f"{name} copy")
     axes[2].set_title("loss on text written twice", fontsize=9)
-    axes[2].legend(fontsize=6)
     if "view/icl/score" in scalars:
         axes[3].plot(*zip(*scalars["view/icl/score"]), color="C0", lw=1.2)
     axes[3].axhline(0, color="gray", lw=0.8)
@@ -495,6 +493,8 @@ def plot_induction_story(
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
         if phase_step is not None:
             ax.axvline(phase_step, color="k", lw=0.8, ls="--")
     return fig

@@ -13,9 +13,11 @@ from conftest import CONF, train_cfg
 from hydra import compose, initialize_config_dir
 
 from minigpt.analysis.ablation import Part, ablated, copy_losses, repeat_ablation
-from minigpt.analysis.circuit import circuit_markdown, circuit_summary, induction_circuit
+from minigpt.analysis.circuit import circuit_markdown, circuit_summary, induction_circuit, phase_change_step
+from minigpt.data.corpus import CharDataModule
 from minigpt.data.repeats import RepeatsDataModule, repeat_segments
 from minigpt.errors import ConfigError
+from minigpt.figures import plot_induction_story
 from minigpt.model import GPT, GPTConfig
 from minigpt.probes import (
     composition_scores,
@@ -52,7 +54,7 @@ def test_repeat_segments_writes_each_segment_twice_in_order():
 def test_the_repeats_data_module_repeats_each_split_and_checks_its_lengths(small_corpus):
     dm = RepeatsDataModule(16, path=str(small_corpus), name=None, url=None, sha256=None, min_len=2)
     dm.setup()
-    plain = RepeatsDataModule.__mro__[1](16, path=str(small_corpus), name=None, url=None, sha256=None)
+    plain = CharDataModule(16, path=str(small_corpus), name=None, url=None, sha256=None)
     plain.setup()
     assert len(plain.train_data) < len(dm.train_data) <= 2 * len(plain.train_data)
     assert dm.max_len == 8  # block_size // 2: a segment and its copy fit in one window
@@ -150,6 +152,20 @@ def test_without_an_induction_head_the_circuit_says_so_and_a_one_layer_model_has
     one = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=16))
     assert induction_circuit(one, head_scores(one, torch.randint(20, (2, 16)), n_random=2), torch.zeros(1, 16)) is None
     assert "one-layer" in circuit_markdown(None)[2]
+
+
+def test_the_phase_change_is_the_first_step_a_later_layer_head_reaches_the_threshold():
+    scalars = {
+        "view/heads/induction/L0H0": [(100, 0.9), (200, 0.9)],  # layer 0 cannot be an induction head
+        "view/heads/induction/L1H0": [(100, 0.05), (200, 0.1), (300, 0.3)],
+        "view/heads/induction/L2H1": [(100, 0.05), (200, 0.2), (300, 0.1)],
+        "view/icl/score": [(100, 0.0), (200, -0.5)],
+    }
+    assert phase_change_step(scalars, 0.15) == 200
+    assert phase_change_step(scalars, 0.25) == 300
+    assert phase_change_step(scalars, 0.5) is None
+    fig = plot_induction_story(scalars, uniform=0.04, phase_step=200)
+    assert len(fig.axes) == 4 and len(fig.axes[1].lines) == 5  # three heads, uniform, the phase change
 
 
 def test_repeat_ablation_reports_each_head_and_both_and_removes_its_hooks():
