@@ -8,7 +8,7 @@
   the top prediction at each position of the text and each read-out point;
 - the MLPs' activations: histograms and the fraction of dead units;
 - the induction circuit (`minigpt.analysis.circuit`): the induction head, the previous-token head
-  it reads from, their K-composition and what removing them costs on repeated random text;
+  it reads from, their K-composition and what removing them costs on validation text written twice;
 - explorer.html (`minigpt.analysis.explorer`): the text's attention, head by head, to hover over;
 - index.md listing all of it, and results.json with every number.
 """
@@ -115,9 +115,8 @@ def run(cfg: DictConfig) -> Path:
         raise DataError(
             f"the {source} has fewer than block_size + 1 = {c.block_size + 1} tokens; pass a longer data.path"
         )
-    index = interpret(loaded, ids, windows, source, out_dir, options, heads)
-    circuit = json.loads((index.parent / "results.json").read_text())["induction_circuit"]
-    print(circuit_summary(circuit))
+    index, found = interpret(loaded, ids, windows, source, out_dir, options, heads)
+    print(circuit_summary(found.circuit))
     print(f"wrote {index} and {index.parent / 'explorer.html'}")
     return index
 
@@ -165,9 +164,9 @@ def interpret(
     out_dir: Path,
     options: Options,
     heads: list[Part],
-) -> Path:
+) -> tuple[Path, Findings]:
     """Measure everything, then write the tables, figures, explorer.html and index.md into
-    `out_dir` (checked new or empty before); return the index's path."""
+    `out_dir` (checked new or empty before); return the index's path and what was measured."""
     found = measure(loaded, ids, windows, options, heads)
     chars = [loaded.tokenizer.decode([i]) for i in ids.tolist()]
     figures = make_figures(loaded, found, ids)
@@ -184,7 +183,7 @@ def interpret(
     write_tables(out_dir, loaded, found, ids, {"windows": windows.size(0), "source": source})
     index = out_dir / "index.md"
     index.write_text(index_text(loaded, found, heads, meta), encoding="utf-8")
-    return index
+    return index, found
 
 
 def make_figures(loaded: LoadedModel, found: Findings, ids: torch.Tensor) -> dict[str, Figure]:

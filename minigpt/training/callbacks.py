@@ -336,12 +336,11 @@ class HeadScores(EveryNValidations):
     first `n_windows` validation windows and `n_random` repeated random sequences; and
     `view/lens/<point>`: the logit-lens loss of those windows after the embeddings and after each
     block; `view/icl/score`: the in-context-learning score (`probes.icl_score`) of the first
-    `n_icl_windows` validation windows, and `view/icl/loss_first_copy`, `view/icl/loss_repeated_copy`:
-    the loss on half-windows of that text written twice, first and repeated copy
-    (`probes.repeat_losses`). A CUSTOM SCALARS layout draws
-    each score's heads as lines of one chart, so the step at which a previous-token or an
-    induction head forms shows beside the loss it buys. Lightning has no callback that measures
-    attention heads."""
+    `n_icl_windows` validation windows; `view/icl/loss_first_copy` and `view/icl/loss_repeated_copy`:
+    the loss on the first half of those windows written twice, first and repeated copy
+    (`probes.repeat_losses`). A CUSTOM SCALARS layout draws each score's heads as lines of one
+    chart, so the step at which a previous-token or an induction head forms shows beside the
+    loss it buys. Lightning has no callback that measures attention heads."""
 
     def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8, n_icl_windows: int = 128) -> None:
         super().__init__(every_n_val)
