@@ -43,7 +43,7 @@ nb.setup()
 # (`conf/data/repeats.yaml`): "To be, orTo be, or not to not to ...". The first copy of a piece
 # is predicted as well as a small model knows English; the second copy can be predicted almost
 # perfectly, but only by copying from the first. Here it runs for 2,000 of the experiment's
-# 4,000 steps, which takes about a minute and a half on a busy laptop.
+# 4,000 steps: about a minute on 2 CPU cores busy with other work.
 
 # %%
 import time
