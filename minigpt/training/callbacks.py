@@ -342,7 +342,7 @@ class HeadScores(EveryNValidations):
     chart, so the step at which a previous-token or an induction head forms shows beside the
     loss it buys. Lightning has no callback that measures attention heads."""
 
-    def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8, n_icl_windows: int = 128) -> None:
+    def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8, n_icl_windows: int = 32) -> None:
         super().__init__(every_n_val)
         self.n_windows, self.n_random, self.n_icl_windows = n_windows, n_random, n_icl_windows
         self._layout_written = False
