@@ -248,6 +248,18 @@ for h, value in enumerate(k_comp.tolist()):
     print(f"K-composition of L1H{induction_head} with L0H{h}: {value:.3f}")
 
 # %% [markdown]
+# The same question asked of the loss: remove the previous-token head's output from what layer
+# 1's keys read, and from nothing else (`keys_without` recomputes the keys with forward hooks).
+# If the induction head finds its position through those keys, the repeated copy suffers.
+
+# %%
+from minigpt.analysis.circuit import key_path_row
+
+row = key_path_row(model, Part("head", 0, previous_head), 1, repeated)
+first, again = row["first_copy"], row["repeated_copy"]
+print(f"removed {row['removed']}: first copy {first:.3f}, repeated copy {again:.3f} nats")
+
+# %% [markdown]
 # ## The logit lens: where the answer appears
 #
 # The logit lens (nostalgebraist, 2020) reads the residual stream after any block as if it were

@@ -13,7 +13,13 @@ from conftest import CONF, train_cfg
 from hydra import compose, initialize_config_dir
 
 from minigpt.analysis.ablation import Part, ablated, copy_losses, repeat_ablation
-from minigpt.analysis.circuit import circuit_markdown, circuit_summary, induction_circuit, phase_change_step
+from minigpt.analysis.circuit import (
+    circuit_markdown,
+    circuit_summary,
+    induction_circuit,
+    keys_without,
+    phase_change_step,
+)
 from minigpt.data.corpus import CharDataModule
 from minigpt.data.repeats import RepeatsDataModule, repeat_segments
 from minigpt.errors import ConfigError
@@ -139,6 +145,25 @@ def test_the_circuits_read_the_stream_through_the_layer_norms_scale():
     assert torch.equal(head_qk_ov(model, 0, 0)[1][4:8, 0:4], torch.eye(4))  # W_OV: dims 0-3 into 4-7
 
 
+def test_keys_without_a_head_changes_the_keys_and_nothing_else():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=12, block_size=8, n_layer=2, n_head=2, n_embd=8, bias=False)).eval()
+    ids = torch.randint(12, (3, 8))
+    writer = Part("head", 0, 1)
+    with torch.no_grad():
+        intact = model(ids)
+        with keys_without(model, writer, 1):
+            rewired = model(ids)
+        with ablated(model, [writer]):
+            removed = model(ids)
+        assert not torch.allclose(rewired, intact) and not torch.allclose(rewired, removed)
+        model.transformer.h[1].attn.c_attn.weight[8:16] = 0.0  # layer 1's keys read nothing now
+        intact = model(ids)
+        with keys_without(model, writer, 1):
+            assert torch.allclose(model(ids), intact)  # so taking the head out of them changes nothing
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+
+
 # --------------------------------------------------------------------------- naming the circuit
 
 
@@ -209,17 +234,22 @@ def test_the_induction_experiment_forms_an_induction_head_that_interpret_names(s
     assert circuit["previous_score"] > PREVIOUS_AT_LEAST, circuit["previous_score"]
     k = circuit["k_composition"]
     assert max(k, key=k.get) == circuit["previous_head"], k  # the keys read the previous-token head most
-    _, induction, previous, _ = circuit["ablation"]
+    _, induction, previous, _, key_path = circuit["ablation"]
     assert induction["repeated_increase"] > INDUCTION_ABLATION_AT_LEAST, induction
     assert induction["repeated_increase"] > 10 * max(induction["first_increase"], 0.01), induction
     assert previous["repeated_increase"] > PREVIOUS_ABLATION_AT_LEAST, previous
     assert previous["repeated_increase"] > 2 * previous["first_increase"], previous
+    assert key_path["removed"] == f"{circuit['previous_head']} from L1's keys only"
+    assert key_path["repeated_increase"] > KEY_PATH_AT_LEAST, key_path
+    assert key_path["repeated_increase"] > 5 * max(key_path["first_increase"], 0.01), key_path
 
 
 # thresholds with margin from the run docs/heads.md reports (4,000 steps, seed 1337): induction
 # score 0.541, previous-token score 0.442; removing the induction head +1.299 nats on the repeated
-# copy (+0.015 on the first), removing the previous-token head +2.153 (+0.758)
+# copy (+0.015 on the first), removing the previous-token head +2.153 (+0.758), and removing it
+# from layer 1's keys only +1.548 (+0.087)
 INDUCTION_AT_LEAST = 0.3
 PREVIOUS_AT_LEAST = 0.3
 INDUCTION_ABLATION_AT_LEAST = 0.6
 PREVIOUS_ABLATION_AT_LEAST = 1.0
+KEY_PATH_AT_LEAST = 0.8

@@ -11,16 +11,22 @@ measurements name the two heads and back the claim:
 - K-composition (`minigpt.probes.composition_scores`): how much the induction head's keys read
   each earlier head's output; the previous-token head should be the one it reads most;
 - ablation on text written twice (`minigpt.analysis.ablation.repeat_ablation`): removing either
-  head raises the loss on the repeated copy far more than on the first.
+  head raises the loss on the repeated copy far more than on the first; and removing the
+  previous-token head's output from what the induction layer's keys read, and from nothing else
+  (`keys_without`), costs on the repeated copy much of what removing the head altogether does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+import torch.nn.functional as F
 
 from minigpt.analysis.ablation import Part, repeat_ablation
 from minigpt.model import GPT
-from minigpt.probes import composition_scores, uniform_induction
+from minigpt.probes import composition_scores, position_losses, repeat_losses, uniform_induction
 
 # an induction head's score is at least this many times what uniform attention scores
 INDUCTION_FACTOR = 3.0
@@ -59,9 +65,62 @@ def induction_circuit(model: GPT, scores: dict[str, torch.Tensor], repeated: tor
         previous_score=float(scores["previous"][prev_layer, prev_head]),
         k_composition=dict(zip(names, k_comp.flatten().tolist())),
         q_composition=dict(zip(names, q_comp.flatten().tolist())),
-        ablation=repeat_ablation(model, [induction, previous], repeated),
+        ablation=repeat_ablation(model, [induction, previous], repeated)
+        + [key_path_row(model, previous, layer, repeated)],
     )
     return result
+
+
+@contextmanager
+def keys_without(model: GPT, writer: Part, reader_layer: int) -> Iterator[GPT]:
+    """The model with head `writer`'s output removed from the input of layer `reader_layer`'s keys
+    only: its queries and values, and every other layer, still read the whole residual stream.
+    Forward hooks record what the head adds to the stream (its slice of attn.c_proj, bias left
+    out) and the reader block's input, and recompute the keys from that input minus the head's
+    output."""
+    C, hs = model.config.n_embd, model.config.head_size
+    cols = slice(writer.head * hs, (writer.head + 1) * hs)
+    block = model.transformer.h[reader_layer]
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_written(module, args):
+        seen["written"] = args[0][..., cols] @ module.weight[:, cols].T  # (B, T, C)
+
+    def keep_input(module, args):
+        seen["x"] = args[0]
+
+    def swap_keys(module, args, output):
+        h = block.ln_1(seen["x"] - seen["written"])
+        if block.conv_1 is not None:
+            h = block.conv_1(h)
+        k = F.linear(h, module.weight[C : 2 * C], None if module.bias is None else module.bias[C : 2 * C])
+        return torch.cat([output[..., :C], k, output[..., 2 * C :]], dim=-1)
+
+    handles = [
+        model.transformer.h[writer.layer].attn.c_proj.register_forward_pre_hook(keep_written),
+        block.register_forward_pre_hook(keep_input),
+        block.attn.c_attn.register_forward_hook(swap_keys),
+    ]
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def key_path_row(model: GPT, writer: Part, reader_layer: int, repeated: torch.Tensor) -> dict:
+    """A row of `repeat_ablation`'s table for `keys_without(model, writer, reader_layer)`."""
+    period = repeated.size(1) // 2
+    base_first, base_again = repeat_losses(position_losses(model, repeated), period)
+    with keys_without(model, writer, reader_layer):
+        first, again = repeat_losses(position_losses(model, repeated), period)
+    return {
+        "removed": f"{writer.name} from L{reader_layer}'s keys only",
+        "first_copy": first,
+        "repeated_copy": again,
+        "first_increase": first - base_first,
+        "repeated_increase": again - base_again,
+    }
 
 
 def circuit_summary(circuit: dict | None) -> str:
