@@ -86,8 +86,8 @@ def keys_without(model: GPT, writer: Part, reader_layer: int) -> Iterator[GPT]:
     def keep_written(module, args):
         seen["written"] = args[0][..., cols] @ module.weight[:, cols].T  # (B, T, C)
 
-    def keep_input(module, args):
-        seen["x"] = args[0]
+    def keep_input(module, args, kwargs):
+        seen["x"] = args[0] if args else kwargs["x"]  # the residual stream entering the block
 
     def swap_keys(module, args, output):
         h = block.ln_1(seen["x"] - seen["written"])
@@ -98,7 +98,7 @@ def keys_without(model: GPT, writer: Part, reader_layer: int) -> Iterator[GPT]:
 
     handles = [
         model.transformer.h[writer.layer].attn.c_proj.register_forward_pre_hook(keep_written),
-        block.register_forward_pre_hook(keep_input),
+        block.register_forward_pre_hook(keep_input, with_kwargs=True),
         block.attn.c_attn.register_forward_hook(swap_keys),
     ]
     try:
