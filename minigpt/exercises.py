@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from minigpt import probes
 from minigpt.analysis import report
+from minigpt.analysis.ablation import Part, ablated
 from minigpt.data.corpus import FixedWindows
 from minigpt.model import GPT as _GPT
 from minigpt.model import (
@@ -294,6 +295,55 @@ def _logits(gen: torch.Generator) -> tuple:
     return (torch.randn(_int(gen, 1, 3), _int(gen, 1, 6), 30, generator=gen) * _int(gen, 1, 5),)
 
 
+# --------------------------------------------------------------------------- 07_heads
+
+
+def _one_layer_maps(gen: torch.Generator, T: int | None = None) -> torch.Tensor:
+    """Attention weights (B, nh, T, T) of one layer: causal rows that sum to 1."""
+    T = T or _int(gen, 3, 10)
+    scores = torch.randn(_int(gen, 1, 3), _int(gen, 1, 4), T, T, generator=gen) * 2
+    return scores.masked_fill(~causal_mask(T, T, CPU), float("-inf")).softmax(-1)
+
+
+def _newline_inputs(gen: torch.Generator) -> tuple:
+    maps = _one_layer_maps(gen)
+    B, _, T, _ = maps.shape
+    return maps, torch.rand(B, T, generator=gen) < 0.3
+
+
+def _induction_inputs(gen: torch.Generator) -> tuple:
+    period = _int(gen, 2, 6)
+    return _one_layer_maps(gen, 2 * period), period
+
+
+def _small_gpt(gen: torch.Generator) -> _GPT:
+    n_head = _int(gen, 1, 3)
+    cfg = GPTConfig(vocab_size=12, block_size=8, n_layer=2, n_head=n_head, n_embd=n_head * _int(gen, 2, 4))
+    return _randomised(_GPT(cfg), gen)
+
+
+def _ablation_inputs(gen: torch.Generator) -> tuple:
+    model = _small_gpt(gen)
+    c = model.config
+    ids = torch.randint(c.vocab_size, (2, _int(gen, 2, c.block_size)), generator=gen)
+    return model, ids, _int(gen, 0, c.n_layer - 1), _int(gen, 0, c.n_head - 1)
+
+
+def _ablated_logits(model: _GPT, ids: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+    """The logits with one head's output zeroed, through minigpt's ablation hooks."""
+    with ablated(model, [Part("head", layer, head)]), torch.no_grad():
+        return model(ids)
+
+
+def _lens_inputs(gen: torch.Generator) -> tuple:
+    model = _small_gpt(gen)
+    return model, torch.randn(2, _int(gen, 1, 8), model.config.n_embd, generator=gen)
+
+
+def _icl_inputs(gen: torch.Generator) -> tuple:
+    return (torch.rand(_int(gen, 2, 600), generator=gen) * 4,)
+
+
 EXERCISES: dict[str, Exercise] = {
     # 01_attention
     "mask_by_hand": Exercise(
@@ -474,5 +524,52 @@ EXERCISES: dict[str, Exercise] = {
         _states,
         "mean over positions of |x_t - mean_t x| divided by the mean over positions of |x_t|; 0.0 when "
         "the vectors are all zero",
+    ),
+    # 07_heads
+    "previous_score_by_hand": Exercise(
+        "07_heads",
+        lambda maps: probes.pattern_scores(maps)["previous"],
+        "minigpt.probes.pattern_scores(maps)['previous']",
+        lambda gen: (_one_layer_maps(gen),),
+        "maps[..., t, t - 1] for t = 1 .. T - 1, then the mean over the batch and the queries, per head",
+    ),
+    "newline_score_by_hand": Exercise(
+        "07_heads",
+        lambda maps, marked: probes.pattern_scores(maps, {"newline": marked})["newline"],
+        "minigpt.probes.pattern_scores(maps, {'newline': marked})['newline']",
+        _newline_inputs,
+        "per query t, the last marked position j <= t (cummax of where(marked, t, -1)); only queries "
+        "with 0 <= j <= t - 2 count; the mean of the weight on j over them, per head (NaN when none)",
+    ),
+    "induction_score_by_hand": Exercise(
+        "07_heads",
+        probes.induction_scores,
+        "minigpt.probes.induction_scores",
+        _induction_inputs,
+        "for each query q of the second copy (P .. 2P - 1), the weight on key q - P + 1; the mean over "
+        "the batch and those queries, per head",
+    ),
+    "ablate_head_by_hand": Exercise(
+        "07_heads",
+        _ablated_logits,
+        "minigpt.analysis.ablation.ablated",
+        _ablation_inputs,
+        "a forward pre-hook on model.transformer.h[layer].attn.c_proj returning its input with the "
+        "columns head * head_size .. (head + 1) * head_size set to 0; remove the hook afterwards",
+    ),
+    "lens_by_hand": Exercise(
+        "07_heads",
+        probes.lens_logits,
+        "minigpt.probes.lens_logits",
+        _lens_inputs,
+        "the final norm (model.transformer.ln_f), then the unembedding (model.logits); in eval mode",
+    ),
+    "icl_score_by_hand": Exercise(
+        "07_heads",
+        probes.icl_score,
+        "minigpt.probes.icl_score",
+        _icl_inputs,
+        "positions round(T * 50 / 512) - 1 and round(T * 500 / 512) - 1 (at least 0), the late loss "
+        "minus the early one, as a float",
     ),
 }

@@ -484,3 +484,43 @@ def plot_head_formation(
     loss_ax.grid(alpha=0.3)
     loss_ax.legend(fontsize=7)
     return fig
+
+
+def plot_induction_story(
+    scalars: dict[str, list[tuple[int, float]]], uniform: float | None = None, phase_step: int | None = None
+) -> Figure:
+    """The phase change of an induction head, from a run's TensorBoard scalars (`read_scalars`,
+    written by the HeadScores callback): each head's previous-token and induction score, the loss
+    on text written twice (first and repeated copy) and the in-context-learning score, against
+    the step, side by side; `uniform` marks uniform attention's induction score and `phase_step`
+    the step of the phase change."""
+    fig = Figure(figsize=(PAGE_WIDTH, 2.6), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 4)
+    for ax, score in zip(axes, ("previous", "induction")):
+        for tag in sorted(t for t in scalars if t.startswith(f"view/heads/{score}/")):
+            head = tag.rsplit("/", 1)[1]
+            layer, index = (int(n) for n in head[1:].split("H"))
+            steps, values = zip(*scalars[tag])
+            ax.plot(steps, values, ls=("-", "--", ":", "-.")[index % 4], lw=1.2, color=f"C{layer % 10}", label=head)
+        ax.set_title(f"{score} score per head", fontsize=9)
+        ax.set_ylim(0, 1)
+    if uniform is not None:
+        axes[1].axhline(uniform, color="gray", lw=0.8, ls=":", label="uniform")
+    for name, color in (("first", "C7"), ("repeated", "C3")):
+        tag = f"view/icl/loss_{name}_copy"
+        if tag in scalars:
+            axes[2].plot(*zip(*scalars[tag]), color=color, lw=1.2, label=f"{name} copy")
+    axes[2].set_title("loss on text written twice", fontsize=9)
+    if "view/icl/score" in scalars:
+        axes[3].plot(*zip(*scalars["view/icl/score"]), color="C0", lw=1.2)
+    axes[3].axhline(0, color="gray", lw=0.8)
+    axes[3].set_title("ICL score: late - early loss", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+        if phase_step is not None:
+            ax.axvline(phase_step, color="k", lw=0.8, ls="--")
+    return fig

@@ -179,6 +179,12 @@ def induction_scores(maps: torch.Tensor, period: int) -> torch.Tensor:
     return maps[..., q, q - period + 1].mean((0, -1))
 
 
+def uniform_induction(period: int) -> float:
+    """The induction score of a head that attends evenly to every position it may see: the mean
+    over the queries q = P .. 2P - 1 of 1 / (q + 1). A score far above it is an induction head."""
+    return float((1.0 / torch.arange(period + 1, 2 * period + 1, dtype=torch.float64)).mean())
+
+
 def head_scores(
     model: GPT, windows: torch.Tensor, marks: dict[str, int] | None = None, n_random: int = 8, batch_size: int = 16
 ) -> dict[str, torch.Tensor]:
@@ -200,6 +206,91 @@ def head_scores(
     random_ids = repeated_random_ids(model.config.vocab_size, period, n_random)
     scores["induction"] = torch.stack([induction_scores(m, period) for m in batch_attention(model, random_ids)])
     return {name: scores[name] for name in HEAD_SCORES}
+
+
+# --------------------------------------------------------------------------- in-context learning
+
+
+def position_losses(model: GPT, windows: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Mean cross-entropy (nats) at each position (T,) of predicting windows[:, 1:] from
+    windows[:, :-1] (B, T + 1), over the windows: how the loss falls as the context grows."""
+    total = torch.zeros(windows.size(1) - 1, dtype=torch.float64)
+    with eval_mode(model):
+        for chunk in windows.split(batch_size):
+            chunk = chunk.to(model_device(model))
+            logits = model(chunk[:, :-1]).float()
+            total += F.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none").sum(0).double().cpu()
+    return (total / windows.size(0)).float()
+
+
+def icl_positions(T: int) -> tuple[int, int]:
+    """The early and late positions whose losses the in-context-learning score compares: Olsson
+    et al. (2022) take the 50th and the 500th token of a 512-token context; here the same
+    fractions of a context of T predictions (0-based indices, at least 0 and at most T - 1)."""
+    return max(0, round(T * 50 / 512) - 1), max(0, round(T * 500 / 512) - 1)
+
+
+def icl_score(losses: torch.Tensor) -> float:
+    """The in-context-learning score (Olsson et al., 2022) of per-position losses (T,) from
+    `position_losses`: the loss late in the context minus the loss early in it (`icl_positions`).
+    Negative when the model predicts better with more context; an induction head makes it drop."""
+    early, late = icl_positions(losses.numel())
+    return float(losses[late] - losses[early])
+
+
+def repeated_windows(windows: torch.Tensor, period: int) -> torch.Tensor:
+    """The first `period` tokens of each window (B, >= P) written twice: (B, 2P) sequences whose
+    second copy a model can predict only by copying from the first, as induction heads do."""
+    first = windows[:, :period]
+    return torch.cat([first, first], dim=1)
+
+
+def repeat_losses(losses: torch.Tensor, period: int) -> tuple[float, float]:
+    """From the per-position losses (2P - 1,) of sequences repeated twice with period P
+    (`repeated_windows`, `repeated_random_ids`): the mean loss on the first copy (tokens 1 to
+    P - 1) and on the repeated one (tokens P + 1 to 2P - 1; token P, where the repeat starts,
+    cannot be known to repeat)."""
+    return float(losses[: period - 1].mean()), float(losses[period:].mean())
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def head_qk_ov(model: GPT, layer: int, head: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The QK and OV circuits (C, C) of one head (Elhage et al., 2021), acting on the residual
+    stream x before the layer's norm: score(x_q, x_k) = x_q^T W_QK x_k and output = W_OV x_v.
+    The norm's scale is folded in; biases, the norm's centring and rotary angles are left out."""
+    block = model.transformer.h[layer]
+    C, hs = model.config.n_embd, model.config.head_size
+    gain = getattr(block.ln_1, "weight", None)
+    gain = torch.ones(C) if gain is None else gain.detach().float().cpu()
+    w_q, w_k, w_v = block.attn.c_attn.weight.detach().float().cpu().split(C, dim=0)  # each (C, C): out x in
+    rows = slice(head * hs, (head + 1) * hs)
+    q, k, v = (w[rows] * gain for w in (w_q, w_k, w_v))  # (hs, C), reading the normed stream
+    w_o = block.attn.c_proj.weight.detach().float().cpu()[:, rows]  # (C, hs)
+    return q.T @ k, w_o @ v
+
+
+def composition_scores(model: GPT, kind: str = "k") -> torch.Tensor:
+    """How much each head reads what an earlier head wrote (Elhage et al., 2021), (n_layer, nh,
+    n_layer, nh), [later layer, head, earlier layer, head], NaN unless the first is later:
+    ||M||_F / (||W_QK||_F ||W_OV||_F) with M = W_QK W_OV (K-composition: the later head's keys
+    read the earlier head's output), W_QK^T W_OV (Q: its queries) or W_OV W_OV (V: its values).
+    An induction head's keys read a previous-token head's output: a high K-composition."""
+    if kind not in ("q", "k", "v"):
+        raise ValueError(f"kind must be q, k or v, got {kind!r}")
+    n_layer, nh = model.config.n_layer, model.config.n_head
+    circuits = [[head_qk_ov(model, i, h) for h in range(nh)] for i in range(n_layer)]
+    scores = torch.full((n_layer, nh, n_layer, nh), float("nan"))
+    for i in range(n_layer):
+        for h in range(nh):
+            qk, ov = circuits[i][h]
+            reader = {"q": qk.T, "k": qk, "v": ov}[kind]
+            for j in range(i):
+                for g in range(nh):
+                    written = circuits[j][g][1]
+                    scores[i, h, j, g] = (reader @ written).norm() / (reader.norm() * written.norm())
+    return scores
 
 
 # --------------------------------------------------------------------------- the logit lens

@@ -162,7 +162,7 @@ def test_custom_scalars_draw_one_layer_per_chart():
     assert list(charts) == ["layer 0", "layer 1"]
     for layer, (_, [regex]) in enumerate(charts.values()):
         assert [t for t in tags if re.fullmatch(regex, t)] == [f"view/heads/induction/L{layer}H{h}" for h in range(4)]
-    assert len(layout) == len(HEAD_SCORES) + 1  # a section per score, and the logit lens
+    assert len(layout) == len(HEAD_SCORES) + 2  # the induction story, a section per score, the logit lens
 
 
 def test_validation_log_throughput_leaves_out_the_first_step():

@@ -258,8 +258,18 @@ def test_the_callback_logs_head_scores_and_the_lens_at_validation(small_corpus, 
     for name in HEAD_SCORES:
         assert {f"view/heads/{name}/L{i}H{h}" for i in range(2) for h in range(2)} <= set(tags), name
     assert {"view/lens/embed", "view/lens/block0", "view/lens/block1"} <= set(tags)
+    assert {"view/icl/score", "view/icl/loss_first_copy", "view/icl/loss_repeated_copy"} <= set(tags)
     assert sorted(e.step for e in acc.Scalars("view/heads/induction/L1H0")) == [2, 4]
     assert "custom_scalars__config__" in acc.Tags()["tensors"]
+
+
+def test_the_custom_scalars_page_opens_on_the_induction_story():
+    from minigpt.training.callbacks import head_layout
+
+    layout = head_layout(n_layer=2)
+    assert list(layout)[0] == "induction" and list(layout)[-1] == "logit lens"
+    charts = [tags for _, tags in layout["induction"].values()]
+    assert charts == [["view/heads/previous/.*"], ["view/heads/induction/.*"], ["view/icl/loss_.*"], ["view/icl/score"]]
 
 
 def interpret_cfg(*overrides: str):

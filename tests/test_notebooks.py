@@ -19,14 +19,23 @@ from minigpt.exercises import EXERCISES
 jupytext = pytest.importorskip("jupytext")
 
 NOTEBOOKS = ROOT / "notebooks"
-PATH = ("01_attention", "02_multi_head_and_block", "03_position", "04_training", "05_generation", "06_experiments")
+PATH = (
+    "01_attention",
+    "02_multi_head_and_block",
+    "03_position",
+    "04_training",
+    "05_generation",
+    "06_experiments",
+    "07_heads",
+)
 ALL = (*PATH, "diagnostics")
-NEEDS_CORPUS = {"02_multi_head_and_block", "04_training", "05_generation", "06_experiments", "diagnostics"}
+NEEDS_CORPUS = {"02_multi_head_and_block", "04_training", "05_generation", "06_experiments", "07_heads", "diagnostics"}
 # what a run of each notebook leaves under MINIGPT_OUTPUTS (a fresh folder: 05 trains its own model)
 WRITES = {
     "04_training": "notebooks/04_training/*/checkpoints/best.ckpt",
     "05_generation": "notebooks/05_generation/*/checkpoints/best.ckpt",
     "06_experiments": "notebooks/06_experiments/*/report.csv",
+    "07_heads": "notebooks/07_heads/*/checkpoints/best.ckpt",
 }
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from minigpt.errors import ConfigError
 from minigpt.model import GPT
-from minigpt.probes import eval_mode, model_device
+from minigpt.probes import eval_mode, model_device, position_losses, repeat_losses
 
 KINDS = ("head", "attn", "mlp")
 MODES = ("zero", "mean")
@@ -189,3 +189,32 @@ def together(model: GPT, windows: torch.Tensor, parts: list[Part], batch_size: i
         with ablated(model, parts, means if mode == "mean" else None):
             result[f"{mode}_increase"] = mean_loss(model, windows, batch_size) - base
     return result
+
+
+def copy_losses(model: GPT, ids: torch.Tensor, parts: Iterable[Part] = ()) -> tuple[float, float]:
+    """The loss (nats) on the first and on the repeated copy of sequences `ids` (n, 2P) written
+    twice (`probes.repeat_losses`), with `parts` zero-ablated."""
+    with ablated(model, parts):
+        return repeat_losses(position_losses(model, ids), ids.size(1) // 2)
+
+
+def repeat_ablation(model: GPT, parts: list[Part], ids: torch.Tensor) -> list[dict]:
+    """What removing each of `parts` (zero ablation), and all of them together, costs on the first
+    and on the repeated copy of sequences `ids` (n, 2P) written twice (`probes.repeated_windows`):
+    an induction circuit's heads cost little on the first copy, where the context holds no copy
+    to read, and much on the repeated one. One row per removal, the first with nothing removed."""
+    base_first, base_again = copy_losses(model, ids)
+    rows = [{"removed": "nothing", "first_copy": base_first, "repeated_copy": base_again}]
+    groups = [[p] for p in parts] + ([parts] if len(parts) > 1 else [])
+    for group in groups:
+        first, again = copy_losses(model, ids, group)
+        rows.append(
+            {
+                "removed": " + ".join(p.name for p in group),
+                "first_copy": first,
+                "repeated_copy": again,
+                "first_increase": first - base_first,
+                "repeated_increase": again - base_again,
+            }
+        )
+    return rows

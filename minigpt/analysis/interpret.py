@@ -7,6 +7,8 @@
 - the logit lens: the validation loss read out after the embeddings and after each block, and
   the top prediction at each position of the text and each read-out point;
 - the MLPs' activations: histograms and the fraction of dead units;
+- the induction circuit (`minigpt.analysis.circuit`): the induction head, the previous-token head
+  it reads from, their K-composition and what removing them costs on validation text written twice;
 - explorer.html (`minigpt.analysis.explorer`): the text's attention, head by head, to hover over;
 - index.md listing all of it, and results.json with every number.
 """
@@ -24,6 +26,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from minigpt.analysis.ablation import Part, ablation_table, every_part, head_name, parse_head, together
+from minigpt.analysis.circuit import circuit_markdown, circuit_summary, induction_circuit
 from minigpt.analysis.diagnose import encode, read_text
 from minigpt.analysis.explorer import attention_band, explorer_page, head_records
 from minigpt.analysis.metrics import evaluation_ids
@@ -51,6 +54,7 @@ from minigpt.probes import (
     lens_predictions,
     mark_ids,
     mlp_activations,
+    repeated_windows,
     text_windows,
 )
 
@@ -111,7 +115,8 @@ def run(cfg: DictConfig) -> Path:
         raise DataError(
             f"the {source} has fewer than block_size + 1 = {c.block_size + 1} tokens; pass a longer data.path"
         )
-    index = interpret(loaded, ids, windows, source, out_dir, options, heads)
+    index, found = interpret(loaded, ids, windows, source, out_dir, options, heads)
+    print(circuit_summary(found.circuit))
     print(f"wrote {printable(index, None)} and {printable(index.parent / 'explorer.html', None)}")
     return index
 
@@ -128,6 +133,7 @@ class Findings:
     mlp: list[tuple[torch.Tensor, torch.Tensor]]
     dead: list[float]
     band: torch.Tensor
+    circuit: dict | None = None
 
 
 def measure(loaded: LoadedModel, ids: torch.Tensor, windows: torch.Tensor, options: Options, heads: list[Part]):
@@ -136,8 +142,9 @@ def measure(loaded: LoadedModel, ids: torch.Tensor, windows: torch.Tensor, optio
     c = model.config
     bs = options.batch_size
     mlp = mlp_activations(model, windows[:MLP_WINDOWS, :-1])
+    scores = head_scores(model, windows[:, :-1], mark_ids(loaded.tokenizer), options.n_random, bs)
     return Findings(
-        scores=head_scores(model, windows[:, :-1], mark_ids(loaded.tokenizer), options.n_random, bs),
+        scores=scores,
         ablation=ablation_table(model, windows, every_part(c.n_layer, c.n_head), bs),
         together=together(model, windows, heads, bs) if heads else None,
         lens=lens_losses(model, windows, bs),
@@ -145,6 +152,7 @@ def measure(loaded: LoadedModel, ids: torch.Tensor, windows: torch.Tensor, optio
         mlp=mlp,
         dead=[dead_fraction(pre) for pre, _ in mlp],
         band=attention_band(model, ids, bs),
+        circuit=induction_circuit(model, scores, repeated_windows(windows[:, :-1], c.block_size // 2)),
     )
 
 
@@ -156,9 +164,9 @@ def interpret(
     out_dir: Path,
     options: Options,
     heads: list[Part],
-) -> Path:
+) -> tuple[Path, Findings]:
     """Measure everything, then write the tables, figures, explorer.html and index.md into
-    `out_dir` (checked new or empty before); return the index's path."""
+    `out_dir` (checked new or empty before); return the index's path and what was measured."""
     found = measure(loaded, ids, windows, options, heads)
     chars = [loaded.tokenizer.decode([i]) for i in ids.tolist()]
     figures = make_figures(loaded, found, ids)
@@ -175,7 +183,7 @@ def interpret(
     write_tables(out_dir, loaded, found, ids, {"windows": windows.size(0), "source": source})
     index = out_dir / "index.md"
     index.write_text(index_text(loaded, found, heads, meta), encoding="utf-8")
-    return index
+    return index, found
 
 
 def make_figures(loaded: LoadedModel, found: Findings, ids: torch.Tensor) -> dict[str, Figure]:
@@ -278,6 +286,7 @@ def write_tables(out_dir: Path, loaded: LoadedModel, found: Findings, ids: torch
         "head_scores": {name: v.tolist() for name, v in found.scores.items()},
         "ablation": found.ablation,
         "ablate_together": found.together,
+        "induction_circuit": found.circuit,
         "lens_loss": dict(zip(points, found.lens)),
         "mlp_dead_fraction": found.dead,
     }
@@ -331,7 +340,9 @@ def index_text(loaded: LoadedModel, found: Findings, heads: list[Part], meta: st
             f"+{found.together['mean_increase']:.3f} nats (mean).",
             "",
         ]
-    lines += ["![ablation](ablation.png)", "", "## Logit lens", ""]
+    lines += ["![ablation](ablation.png)", ""]
+    lines += circuit_markdown(found.circuit)
+    lines += ["## Logit lens", ""]
     points = lens_points(loaded.model.config.n_layer)
     lines += markdown(
         [{"read after": p, "loss": v} for p, v in zip(points, found.lens)], ["read after", "loss"], {"loss": 4}

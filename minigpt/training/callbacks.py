@@ -36,10 +36,14 @@ from minigpt.probes import (
     attention_maps,
     entropy,
     head_scores,
+    icl_score,
     lens_losses,
     lens_points,
     mark_ids,
     next_token_logits,
+    position_losses,
+    repeat_losses,
+    repeated_windows,
     sample_text,
     text_windows,
 )
@@ -347,13 +351,16 @@ class HeadScores(EveryNValidations):
     (previous-token, current-token, first-position, last newline and space, distance, induction) on the
     first `n_windows` validation windows and `n_random` repeated random sequences; and
     `view/lens/<point>`: the logit-lens loss of those windows after the embeddings and after each
-    block. A CUSTOM SCALARS layout draws each score's heads as lines, one chart per layer, so the step at
-    which a previous-token or an induction head forms shows beside the loss. Lightning has no
-    callback that measures attention heads."""
+    block; `view/icl/score`: the in-context-learning score (`probes.icl_score`) of the first
+    `n_icl_windows` validation windows; `view/icl/loss_first_copy` and `view/icl/loss_repeated_copy`:
+    the loss on the first half of those windows written twice, first and repeated copy
+    (`probes.repeat_losses`). A CUSTOM SCALARS layout draws each score's heads as lines, one chart
+    per layer, so the step at which a previous-token or an induction head forms shows beside the
+    loss it buys. Lightning has no callback that measures attention heads."""
 
-    def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8) -> None:
+    def __init__(self, every_n_val: int = 1, n_windows: int = 8, n_random: int = 8, n_icl_windows: int = 32) -> None:
         super().__init__(every_n_val)
-        self.n_windows, self.n_random = n_windows, n_random
+        self.n_windows, self.n_random, self.n_icl_windows = n_windows, n_random, n_icl_windows
         self._layout_written = False
 
     def record(self, writer, trainer, pl_module, step) -> None:
@@ -361,7 +368,7 @@ class HeadScores(EveryNValidations):
         if not hasattr(model, "forward_with_attention"):  # the LSTM baseline has no heads
             return
         T = model.config.block_size
-        ids = validation_ids(trainer, self.n_windows * T + 1)
+        ids = validation_ids(trainer, max(self.n_windows, self.n_icl_windows) * T + 1)
         if ids is None or ids.numel() < T + 1:
             return
         windows = text_windows(ids, T, self.n_windows)
@@ -369,6 +376,7 @@ class HeadScores(EveryNValidations):
         write_head_scores(writer, scores, step)
         for point, loss in zip(lens_points(model.config.n_layer), lens_losses(model, windows)):
             writer.add_scalar(f"view/lens/{point}", loss, step)
+        write_icl(writer, model, text_windows(ids, T, self.n_icl_windows), step)
         if not self._layout_written:
             writer.add_custom_scalars(head_layout(model.config.n_layer))
             self._layout_written = True
@@ -383,12 +391,30 @@ def write_head_scores(writer: SummaryWriter, scores: dict[str, torch.Tensor], st
                     writer.add_scalar(f"view/heads/{name}/L{layer}H{head}", value, step)
 
 
+def write_icl(writer: SummaryWriter, model: GPT, windows: torch.Tensor, step: int) -> None:
+    """The in-context-learning score of `windows` (B, T + 1), and the loss on the first and the
+    repeated copy of their first halves written twice."""
+    writer.add_scalar("view/icl/score", icl_score(position_losses(model, windows)), step)
+    period = model.config.block_size // 2
+    first, again = repeat_losses(position_losses(model, repeated_windows(windows, period)), period)
+    writer.add_scalar("view/icl/loss_first_copy", first, step)
+    writer.add_scalar("view/icl/loss_repeated_copy", again, step)
+
+
 def head_layout(n_layer: int) -> dict:
-    """The CUSTOM SCALARS charts of `HeadScores`: per head score a section with one chart per layer,
-    that layer's heads as lines (so a chart holds n_head lines per run, few enough to tell apart),
-    and the logit-lens loss with every layer as a line."""
+    """The CUSTOM SCALARS charts of `HeadScores`: first the induction story on one screen (the
+    previous-token heads, the induction heads, the loss on repeated text and the in-context-
+    learning score, which move at the same step when an induction head forms), then per head score
+    a section with one chart per layer, that layer's heads as lines (so a chart holds n_head lines
+    per run, few enough to tell apart), and the logit-lens loss with every layer as a line."""
+    story = {
+        "1. previous-token score per head": ["Multiline", ["view/heads/previous/.*"]],
+        "2. induction score per head": ["Multiline", ["view/heads/induction/.*"]],
+        "3. loss on text written twice: first copy, repeated copy": ["Multiline", ["view/icl/loss_.*"]],
+        "4. in-context learning: loss late minus early in the context": ["Multiline", ["view/icl/score"]],
+    }
     layout = {
         f"heads: {name}": {f"layer {i}": ["Multiline", [f"view/heads/{name}/L{i}H.*"]] for i in range(n_layer)}
         for name in HEAD_SCORES
     }
-    return {**layout, "logit lens": {"loss after each block": ["Multiline", ["view/lens/.*"]]}}
+    return {"induction": story, **layout, "logit lens": {"loss after each block": ["Multiline", ["view/lens/.*"]]}}
