@@ -144,7 +144,7 @@ import torch
 from IPython.display import display
 
 from minigpt import figures, probes
-from minigpt.analysis.evaluate import evaluation_ids
+from minigpt.analysis.metrics import evaluation_ids
 
 val, _ = evaluation_ids(loaded, {})
 windows = probes.text_windows(val, T, 64)  # (64, T + 1): inputs and next-token targets
