@@ -268,8 +268,8 @@ print(f"removed {row['removed']}: first copy {first:.3f}, repeated copy {again:.
 #
 # ### Exercise 5: the logit lens by hand
 #
-# For a residual-stream state `(..., C)`, apply the model's final norm `model.transformer.ln_f`,
-# then `model.logits`, in eval mode and without gradients.
+# For a residual-stream state `(..., C)`, apply the model's final norm (its module `transformer.ln_f`),
+# then the model's `logits` method, in eval mode and without gradients.
 
 
 # %%

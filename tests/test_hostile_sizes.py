@@ -64,7 +64,14 @@ def test_a_million_samples_under_ulimit_are_refused_before_decoding(loaded):
     cfg = OmegaConf.create({"num_beams": 1, "num_samples": 1_000_000, "max_new_tokens": 20, "use_cache": True})
     ids = encode_prompt(loaded, "ROMEO:", "error", torch.device("cpu"))
     with address_space_limit(4 * GB), pytest.raises(ConfigError, match=r"^decoding num_samples=1000000 sequences"):
-        check_decoding_memory(loaded, ids, cfg, torch.device("cpu"))
+        check_decoding_memory(
+            loaded.model.config,
+            cfg.num_samples,
+            (ids.size(1), cfg.max_new_tokens),
+            torch.device("cpu"),
+            f"decoding num_samples={cfg.num_samples} sequences",
+            "lower num_samples or max_new_tokens",
+        )
 
 
 def test_a_huge_prompt_file_is_read_only_as_far_as_the_model_sees(tmp_path, capsys):

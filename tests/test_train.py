@@ -12,7 +12,7 @@ from conftest import ROOT, compose_train, run_cli, train_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from minigpt.checkpoint.load import load_model
-from minigpt.errors import ConfigError, DataError
+from minigpt.errors import ConfigError, DataError, RunDirError
 from minigpt.figures import tensorboard_tag
 from minigpt.training.run import train
 
@@ -195,9 +195,14 @@ def test_a_run_failing_before_its_first_step_removes_only_a_folder_it_made(tmp_p
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("the user's")
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(RunDirError, match="holds files that are not a minigpt run's"):
         train(train_cfg(mine, missing))
     assert (mine / "notes.txt").read_text() == "the user's"
+    empty = tmp_path / "empty"
+    empty.mkdir()  # a folder the user made, empty: the failed run leaves it as it found it
+    with pytest.raises(DataError, match="does not exist"):
+        train(train_cfg(empty, missing))
+    assert empty.is_dir()
 
 
 @pytest.mark.parametrize(

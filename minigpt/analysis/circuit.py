@@ -91,7 +91,7 @@ def keys_without(model: GPT, writer: Part, reader_layer: int) -> Iterator[GPT]:
 
     def swap_keys(module, args, output):
         h = block.ln_1(seen["x"] - seen["written"])
-        if block.conv_1 is not None:
+        if getattr(block, "conv_1", None) is not None:  # a lever model (minigpt.levers) convolves first
             h = block.conv_1(h)
         k = F.linear(h, module.weight[C : 2 * C], None if module.bias is None else module.bias[C : 2 * C])
         return torch.cat([output[..., :C], k, output[..., 2 * C :]], dim=-1)
