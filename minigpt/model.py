@@ -57,6 +57,7 @@ class GPTConfig:
     swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
     rope_base: float = 10000.0
     mlp_ratio: int = 4  # the MLP's hidden width as a multiple of n_embd
+    init_std: float = 0.02  # std of the initial weights (GPT-2's); far larger saturates and kills units
     # levers of the budget recipes (docs/performance.md measures each); all off by default
     zero_init_proj: bool = False  # residual branches' output projections start at zero
     logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap), never beyond +-cap
@@ -72,6 +73,8 @@ class GPTConfig:
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if isinstance(self.init_std, bool) or not isinstance(self.init_std, (int, float)) or not 0 < self.init_std < 1e3:
+            raise ConfigError(f"model.init_std must be a number in (0, 1000), got {self.init_std!r}")
         cap = self.logit_softcap
         if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not (cap >= 0 and math.isfinite(cap)):
             raise ConfigError(f"model.logit_softcap must be a number >= 0 (0 = off), got {self.logit_softcap!r}")
@@ -478,6 +481,14 @@ class Block(nn.Module):
 
 
 # --8<-- [start:gpt_init]
+def init_weights(module: nn.Module, std: float) -> None:
+    """GPT-2's initialisation: weights from N(0, std^2) (std 0.02), biases at zero."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 class GPT(nn.Module):
     """Decoder-only transformer language model; `forward` returns logits, never a loss."""
 
@@ -510,24 +521,16 @@ class GPT(nn.Module):
         if cfg.unet_skips:  # one learned weight per skip: block i's output into block n-1-i's input
             self.skip_weights = nn.Parameter(torch.ones(cfg.n_layer // 2))
 
-        self.apply(self._init_weights)
+        self.apply(lambda module: init_weights(module, cfg.init_std))
         # GPT-2: each residual branch adds to the stream, so shrink the projections into it by
         # 1/sqrt(2 * n_layer) to keep the stream's variance independent of depth
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
                 if cfg.zero_init_proj:  # each block starts as the identity; the update fills it in
                     nn.init.zeros_(p)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            # --8<-- [end:gpt_init]
+    # --8<-- [end:gpt_init]
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without position embeddings (as nanoGPT reports it)."""
