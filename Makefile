@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train test test-slow test-all docs lint format clean tensorboard
+.PHONY: setup train test test-slow test-all docs lint format clean tensorboard notebooks lab
 
 setup: $(STAMP)
 
@@ -30,9 +30,10 @@ PYTEST_WORKERS ?= auto
 test: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=10 $(ARGS)
 
-# The slow tests only (the notebooks, long training runs); CI runs them after `make test`.
+# The slow tests only (long training runs); CI runs them after `make test` and `make docs`. The
+# notebooks' runs are left out: `make docs` runs every notebook already (`make test-all` has both).
 test-slow: setup
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m slow $(ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "slow and not notebooks" $(ARGS)
 
 test-all: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "slow or not slow" $(ARGS)
@@ -54,6 +55,21 @@ docs: setup
 
 tensorboard: setup
 	$(BIN)/tensorboard --logdir outputs
+
+# The notebooks' source is notebooks/*.py (Jupytext); `make notebooks` pairs each with an .ipynb copy
+# (git-ignored, it keeps your outputs) and brings the two in line, whichever you edited last.
+NOTEBOOK_SOURCES := $(wildcard notebooks/[0-9]*.py) notebooks/diagnostics.py
+notebooks: setup
+	$(BIN)/jupytext --sync $(NOTEBOOK_SOURCES)
+
+# JupyterLab on the notebooks, from the project's environment (installs the `lab` extra once)
+LAB_STAMP := $(VENV)/.lab-installed
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP) notebooks
+	$(BIN)/jupyter lab notebooks/
 
 clean:
 	rm -rf outputs site .pytest_cache .ruff_cache

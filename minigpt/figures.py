@@ -22,6 +22,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from minigpt.probes import entropy
 
 VISIBLE = {"\n": "\\n", "\t": "\\t", " ": "·", "\r": "\\r"}
+# the width (inches at 100 dpi) a figure of heatmaps fills: a documentation page's column shows it
+# at full size, so its character labels stay legible
+PAGE_WIDTH = 8.0
 
 
 def show_char(c: str) -> str:
@@ -81,8 +84,9 @@ def plot_loss_curve(log_dir: str | Path, out: str | Path, title: str = "") -> Pa
 
 
 def plot_attention(weights: torch.Tensor, chars: list[str], title: str, columns: int | None = None) -> Figure:
-    """One heatmap per head of one layer (nh, T, T), and their mean as the last panel; in one
-    row, or in a grid of `columns` panels per row (legible in a narrow TensorBoard card)."""
+    """One heatmap per head of one layer (nh, T, T), and their mean as the last panel, in a grid of
+    `columns` panels per row; by default as many as fit the width of a page (one per row for a
+    64-character window), so that a page or a narrow TensorBoard card shows them at full size."""
     panels = [*weights, weights.mean(0)]
     names = [f"head {h}" for h in range(len(weights))] + ["mean of heads"]
     return _heatmaps(panels, names, chars, title, columns)
@@ -100,7 +104,7 @@ def _heatmaps(
 ) -> Figure:
     T = panels[0].size(-1)
     size = 2.2 + T / 16
-    cols = min(columns or len(panels), len(panels))
+    cols = min(columns or max(1, int(PAGE_WIDTH // size)), len(panels))
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(size * cols, size * rows + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
