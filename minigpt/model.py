@@ -73,7 +73,11 @@ class GPTConfig:
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
-        if isinstance(self.init_std, bool) or not isinstance(self.init_std, (int, float)) or not 0 < self.init_std < 1e3:
+        if (
+            isinstance(self.init_std, bool)
+            or not isinstance(self.init_std, (int, float))
+            or not 0 < self.init_std < 1e3
+        ):
             raise ConfigError(f"model.init_std must be a number in (0, 1000), got {self.init_std!r}")
         cap = self.logit_softcap
         if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not (cap >= 0 and math.isfinite(cap)):

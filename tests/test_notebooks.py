@@ -19,9 +19,24 @@ from minigpt.exercises import EXERCISES
 jupytext = pytest.importorskip("jupytext")
 
 NOTEBOOKS = ROOT / "notebooks"
-PATH = ("01_attention", "02_multi_head_and_block", "03_position", "04_training", "05_generation", "06_experiments")
+PATH = (
+    "01_attention",
+    "02_multi_head_and_block",
+    "03_position",
+    "04_training",
+    "05_generation",
+    "06_experiments",
+    "08_debugging",
+)
 ALL = (*PATH, "diagnostics")
-NEEDS_CORPUS = {"02_multi_head_and_block", "04_training", "05_generation", "06_experiments", "diagnostics"}
+NEEDS_CORPUS = {
+    "02_multi_head_and_block",
+    "04_training",
+    "05_generation",
+    "06_experiments",
+    "08_debugging",
+    "diagnostics",
+}
 # what a run of each notebook leaves under MINIGPT_OUTPUTS (a fresh folder: 05 trains its own model)
 WRITES = {
     "04_training": "notebooks/04_training/*/checkpoints/best.ckpt",

@@ -86,11 +86,13 @@ class Finding:
 
 def loss_spike(losses: list[float], factor: float) -> float | None:
     """The ratio of the newest loss to the lowest of the ones before it when it exceeds `factor`
-    (a jump no batch-to-batch noise makes), else None."""
+    (a jump no batch-to-batch noise makes; infinite for a loss that is not finite), else None."""
     if len(losses) < 2:
         return None
+    if not math.isfinite(losses[-1]):
+        return math.inf
     ratio = losses[-1] / max(min(losses[:-1]), 1e-12)
-    return ratio if ratio > factor or not math.isfinite(losses[-1]) else None
+    return ratio if ratio > factor else None
 
 
 def plateau(first: float, recent: list[float], min_drop: float) -> float | None:
@@ -173,7 +175,9 @@ class Symptoms(L.Callback):
         self.losses.append(value)
         # a spike is judged against the last few steps, after the first drop from the initial loss
         if step > self.every_n_steps and (ratio := loss_spike(list(self.losses), self.spike_factor)) is not None:
-            self.report(trainer, Finding("loss_spike", step, "train/loss over its recent minimum", ratio, self.spike_factor))
+            self.report(
+                trainer, Finding("loss_spike", step, "train/loss over its recent minimum", ratio, self.spike_factor)
+            )
         if step == self.plateau_steps:
             drop = plateau(self.first_loss, list(self.losses)[-self.every_n_steps :], self.plateau_drop)
             if drop is not None:
@@ -191,10 +195,13 @@ class Symptoms(L.Callback):
         if writer is not None:
             writer.add_scalar("health/grad_ratio_first_last", ratio, step)
         if total > self.explode_norm:
-            self.report(trainer, Finding("exploding_gradients", step, "blocks' gradient norm", total, self.explode_norm))
+            self.report(
+                trainer, Finding("exploding_gradients", step, "blocks' gradient norm", total, self.explode_norm)
+            )
         if len(norms) > 1 and ratio < self.vanish_ratio:
             self.report(
-                trainer, Finding("vanishing_gradients", step, "layer 0 / last layer gradient norm", ratio, self.vanish_ratio)
+                trainer,
+                Finding("vanishing_gradients", step, "layer 0 / last layer gradient norm", ratio, self.vanish_ratio),
             )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -220,14 +227,24 @@ class Symptoms(L.Callback):
                 writer.add_scalar(f"health/attention_saturation/L{layer}", s, step)
                 writer.add_scalar(f"health/dead_units/L{layer}", d, step)
             if s > self.saturated_rows:
-                self.report(trainer, Finding("saturated_attention", step, f"layer {layer}, rows > 0.99 on one key", s, self.saturated_rows))
+                self.report(
+                    trainer,
+                    Finding(
+                        "saturated_attention", step, f"layer {layer}, rows > 0.99 on one key", s, self.saturated_rows
+                    ),
+                )
             if d > self.dead_units:
-                self.report(trainer, Finding("dead_units", step, f"layer {layer}, MLP units never active", d, self.dead_units))
+                self.report(
+                    trainer, Finding("dead_units", step, f"layer {layer}, MLP units never active", d, self.dead_units)
+                )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         text = next((c.final_text for c in trainer.callbacks if getattr(c, "final_text", None)), None)
         if text and (share := repeated_tail(text)) > self.repeat_fraction:
-            self.report(trainer, Finding("repetition", trainer.global_step, "final sample in a cycle", share, self.repeat_fraction))
+            self.report(
+                trainer,
+                Finding("repetition", trainer.global_step, "final sample in a cycle", share, self.repeat_fraction),
+            )
 
 
 def layer_grad_norms(model: torch.nn.Module) -> list[float]:
@@ -240,4 +257,3 @@ def layer_grad_norms(model: torch.nn.Module) -> list[float]:
         grads = [p.grad for p in block.parameters() if p.grad is not None]
         norms.append(math.sqrt(sum(float(g.float().pow(2).sum()) for g in grads)) if grads else 0.0)
     return norms
-
