@@ -48,8 +48,9 @@ ADVICE: dict[str, tuple[str, str]] = {
         "model.residual=true, model.norm=layernorm",
     ),
     "saturated_attention": (
-        "attention scores not scaled by 1/sqrt(head size), or weights initialised too large",
-        "model.scale_attn=true, model.init_std=0.02",
+        "attention scores not scaled by 1/sqrt(head size), weights initialised too large, or a learning rate "
+        "too high",
+        "model.scale_attn=true, model.init_std=0.02, optim.lr=<lower>",
     ),
     "dead_units": (
         "weights initialised too large or a learning rate too high pushed MLP inputs below zero for good",
