@@ -34,6 +34,7 @@ from minigpt.model import (
     rope_cos_sin,
 )
 from minigpt.sampling import ContextFeeder, apply_repetition_penalty, filter_min_p
+from minigpt.training import symptoms
 from minigpt.training.schedules import cosine
 
 CPU = torch.device("cpu")
@@ -84,7 +85,7 @@ def differ(got: Any, expected: Any, where: str = "the result") -> str | None:
                 return problem
         return None
     if isinstance(expected, float):
-        ok = isinstance(got, int | float) and abs(got - expected) <= 1e-5 + 1e-4 * abs(expected)
+        ok = isinstance(got, int | float) and (got == expected or abs(got - expected) <= 1e-5 + 1e-4 * abs(expected))
         return None if ok else f"{where} is {got!r}, expected {expected:.6g}"
     return None if got == expected else f"{where} is {got!r:.80}, expected {expected!r:.80}"
 
@@ -344,6 +345,38 @@ def _icl_inputs(gen: torch.Generator) -> tuple:
     return (torch.rand(_int(gen, 2, 600), generator=gen) * 4,)
 
 
+# --------------------------------------------------------------------------- 08_debugging
+
+
+def _losses(gen: torch.Generator) -> tuple:
+    """A noisy falling loss curve, sometimes ending in a jump (or a NaN), and a spike factor."""
+    n = _int(gen, 1, 30)
+    curve = (4.0 * torch.exp(-torch.arange(n) / 10.0) + 0.1 * torch.rand(n, generator=gen) + 1.5).tolist()
+    end = _int(gen, 0, 3)
+    if end == 1:
+        curve[-1] *= 1 + 2 * float(torch.rand(1, generator=gen))
+    elif end == 2:
+        curve[-1] = float("nan")
+    return curve, 1.2 + float(torch.rand(1, generator=gen))
+
+
+def _sharp_maps(gen: torch.Generator) -> tuple:
+    """Attention maps of a few layers, some rows near one-hot, with a min_pos and a threshold."""
+    T, layers = _int(gen, 4, 12), _int(gen, 1, 3)
+    scores = torch.randn(layers, 2, 2, T, T, generator=gen) * (1 + 20 * torch.rand(layers, 1, 1, 1, 1, generator=gen))
+    causal = torch.ones(T, T).tril().bool()
+    maps = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+    return list(maps), _int(gen, 0, T - 1), 0.9 + 0.09 * float(torch.rand(1, generator=gen))
+
+
+def _looping_text(gen: torch.Generator) -> tuple:
+    """Text that may end in a loop: a random prefix and a random piece repeated 0 to 8 times."""
+    letters = "abc de"
+    prefix = "".join(letters[_int(gen, 0, 5)] for _ in range(_int(gen, 0, 20)))
+    piece = "".join(letters[_int(gen, 0, 5)] for _ in range(_int(gen, 1, 5)))
+    return prefix + piece * _int(gen, 0, 8), _int(gen, 1, 6)
+
+
 EXERCISES: dict[str, Exercise] = {
     # 01_attention
     "mask_by_hand": Exercise(
@@ -571,5 +604,33 @@ EXERCISES: dict[str, Exercise] = {
         _icl_inputs,
         "positions round(T * 50 / 512) - 1 and round(T * 500 / 512) - 1 (at least 0), the late loss "
         "minus the early one, as a float",
+    ),
+    # 08_debugging
+    "spike_ratio": Exercise(
+        "08_debugging",
+        symptoms.loss_spike,
+        "minigpt.training.symptoms.loss_spike",
+        _losses,
+        "fewer than two losses: None; a newest loss that is not finite (math.isfinite): math.inf; else "
+        "ratio = losses[-1] / min(losses[:-1]), returned when it is above factor, else None",
+        trials=30,
+    ),
+    "saturation_by_hand": Exercise(
+        "08_debugging",
+        symptoms.saturation,
+        "minigpt.training.symptoms.saturation",
+        _sharp_maps,
+        "for each map keep the rows w[..., min_pos:, :], take each row's max over the keys, compare with sharp, "
+        "and average the booleans as a float",
+        trials=20,
+    ),
+    "repeated_tail_by_hand": Exercise(
+        "08_debugging",
+        symptoms.repeated_tail,
+        "minigpt.training.symptoms.repeated_tail",
+        _looping_text,
+        "for each period p up to max_period (and len // 3), extend n from p while text[-n - 1] equals "
+        "text[-n - 1 + p]; keep the longest n >= 3 p, divided by len(text)",
+        trials=40,
     ),
 }

@@ -53,6 +53,7 @@ class GPTConfig:
     swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
     rope_base: float = 10000.0
     mlp_ratio: int = 4  # the MLP's hidden width as a multiple of n_embd
+    init_std: float = 0.02  # std of the initial weights (GPT-2's); far larger saturates and kills units
     # the budget recipes' levers, built by minigpt/levers.py (docs/performance.md measures each); off by default
     zero_init_proj: bool = False  # residual branches' output projections start at zero
     logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap), never beyond +-cap
@@ -68,6 +69,12 @@ class GPTConfig:
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if (
+            isinstance(self.init_std, bool)
+            or not isinstance(self.init_std, (int, float))
+            or not 0 < self.init_std < 1e3
+        ):
+            raise ConfigError(f"model.init_std must be a number in (0, 1000), got {self.init_std!r}")
         cap = self.logit_softcap
         if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not (cap >= 0 and math.isfinite(cap)):
             raise ConfigError(f"model.logit_softcap must be a number >= 0 (0 = off), got {self.logit_softcap!r}")
@@ -380,6 +387,14 @@ class Block(nn.Module):
 
 
 # --8<-- [start:gpt_init]
+def gpt2_init(module: nn.Module, std: float) -> None:
+    """GPT-2's initialisation: weights from N(0, std^2) (std 0.02), biases at zero."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 class GPT(nn.Module):
     """Decoder-only transformer language model; `forward` returns logits, never a loss.
 
@@ -420,21 +435,15 @@ class GPT(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """GPT-2's initialisation (lever hook). Each residual branch adds to the stream, so the
-        projections into it shrink by 1/sqrt(2 * n_layer): the stream's variance stays
-        independent of depth."""
-        self.apply(self._init_weights)
+        """GPT-2's initialisation (lever hook), at `init_std`. Each residual branch adds to the
+        stream, so the projections into it shrink by 1/sqrt(2 * n_layer): the stream's variance
+        stays independent of depth."""
+        std = self.config.init_std
+        self.apply(lambda module: gpt2_init(module, std))
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-            # --8<-- [end:gpt_init]
+                nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
+        # --8<-- [end:gpt_init]
 
     def make_block(self, cfg: GPTConfig, layer_idx: int) -> nn.Module:
         """Block `layer_idx` (lever hook)."""

@@ -27,9 +27,18 @@ PATH = (
     "05_generation",
     "06_experiments",
     "07_heads",
+    "08_debugging",
 )
 ALL = (*PATH, "diagnostics")
-NEEDS_CORPUS = {"02_multi_head_and_block", "04_training", "05_generation", "06_experiments", "07_heads", "diagnostics"}
+NEEDS_CORPUS = {
+    "02_multi_head_and_block",
+    "04_training",
+    "05_generation",
+    "06_experiments",
+    "07_heads",
+    "08_debugging",
+    "diagnostics",
+}
 # what a run of each notebook leaves under MINIGPT_OUTPUTS (a fresh folder: 05 trains its own model)
 WRITES = {
     "04_training": "notebooks/04_training/*/checkpoints/best.ckpt",

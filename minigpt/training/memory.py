@@ -58,10 +58,26 @@ def check_training_memory(cfg: DictConfig) -> None:
     T = config.block_size
     if isinstance(batch, int) and batch > 0 and (short := memory_shortfall(training_bytes(config, batch), device)):
         raise ConfigError(
-            f"training on data.batch_size={batch} windows of {T} tokens at once {short}; lower data.batch_size "
-            f"or model.block_size"
+            f"training on data.batch_size={batch} windows of {T} tokens at once {short}; "
+            f"{accumulation_advice(config, batch, device)}"
         )
     if isinstance(eval_batch, int) and eval_batch > 0:
         need = 4 * estimate_model_bytes(config) + activation_bytes(config, eval_batch, T, training=False)
         if short := memory_shortfall(need, device):
             raise ConfigError(f"validating data.eval_batch_size={eval_batch} windows at once {short}; lower it")
+
+
+def accumulation_advice(config: GPTConfig | LSTMConfig, batch: int, device: torch.device | None) -> str:
+    """How to keep the effective batch when `batch` windows do not fit at once: the largest
+    power-of-two batch that fits, and the gradient accumulation that adds up to `batch` (Lightning
+    sums the gradients of `accumulate_grad_batches` batches before each optimizer step)."""
+    fits = 1 << (batch.bit_length() - 1)
+    while fits > 1 and memory_shortfall(training_bytes(config, fits), device):
+        fits //= 2
+    if memory_shortfall(training_bytes(config, fits), device):
+        return "lower model.block_size or use a smaller model"
+    steps = -(-batch // fits)
+    return (
+        f"keep the effective batch with data.batch_size={fits} trainer.accumulate_grad_batches={steps} "
+        f"(gradient accumulation), or lower data.batch_size or model.block_size"
+    )
