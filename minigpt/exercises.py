@@ -374,7 +374,7 @@ def _looping_text(gen: torch.Generator) -> tuple:
     letters = "abc de"
     prefix = "".join(letters[_int(gen, 0, 5)] for _ in range(_int(gen, 0, 20)))
     piece = "".join(letters[_int(gen, 0, 5)] for _ in range(_int(gen, 1, 5)))
-    return prefix + piece * _int(gen, 0, 8), _int(gen, 1, 6)
+    return prefix + piece * _int(gen, 0, 8), _int(gen, 1, 8)
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -624,13 +624,13 @@ EXERCISES: dict[str, Exercise] = {
         "and average the booleans as a float",
         trials=20,
     ),
-    "repeated_tail_by_hand": Exercise(
+    "repeated_share_by_hand": Exercise(
         "08_debugging",
-        symptoms.repeated_tail,
-        "minigpt.training.symptoms.repeated_tail",
+        symptoms.repeated_share,
+        "minigpt.training.symptoms.repeated_share",
         _looping_text,
-        "for each period p up to max_period (and len // 3), extend n from p while text[-n - 1] equals "
-        "text[-n - 1 + p]; keep the longest n >= 3 p, divided by len(text)",
+        "the windows text[i : i + n] for i in range(len(text) - n + 1); 1 - (distinct windows) / (all "
+        "windows), as a float; 0.0 when the text is shorter than n",
         trials=40,
     ),
 }

@@ -73,7 +73,7 @@ for name, run in runs.items():
 # Each plot puts the two runs side by side. The loss of a healthy 60-step run falls from about
 # 4.2 (ln 65: a uniform guess over 65 characters) to below 3. The gradient norm of each block is
 # measured before clipping; in a healthy model the blocks' norms are within a factor of a few of
-# each other. `health/attention_saturation` is the share of attention rows that put more than
+# each other. `view/health/attention_saturation` is the share of attention rows that put more than
 # 0.99 of their weight on a single key.
 
 # %%
@@ -85,7 +85,7 @@ for name, s in scalars.items():
         (k for k in s if k.startswith("weights/grad_norm/layer")), key=lambda k: int(k[23:])
     )
     axes[1].plot(range(len(layers)), [s[k][-1][1] for k in layers], "o-", label=f"run {name}")
-    sat = sorted(k for k in s if k.startswith("health/attention_saturation/"))
+    sat = sorted(k for k in s if k.startswith("view/health/attention_saturation/"))
     axes[2].bar([f"{name} L{k.rsplit('L', 1)[1]}" for k in sat], [s[k][-1][1] for k in sat])
 axes[0].set(title="training loss", xlabel="step")
 axes[1].set(title="gradient norm per block, last logged step", xlabel="block", yscale="log")
@@ -177,18 +177,19 @@ nb.check(saturation_by_hand, "saturation_by_hand")
 # %% [markdown]
 # ### Exercise 3: a sample in a loop
 #
-# Greedy decoding often ends in a cycle: `"the the the the"`. Return the share of `text` taken by
-# the cycle it ends in: the longest suffix made of one piece of at most `max_period` characters
-# repeated at least three times, as a fraction of `len(text)`; `0.0` when there is none.
+# Greedy decoding often ends in a loop: `"the the the the"`. A loop shows as text that keeps
+# repeating itself: return the share of the `n`-character windows of `text` (`text[i : i + n]`)
+# that already appeared earlier in it, that is 1 - (distinct windows) / (all windows), as a float;
+# `0.0` when `text` is shorter than `n`.
 
 
 # %%
-def repeated_tail_by_hand(text, max_period):
+def repeated_share_by_hand(text, n):
     raise NotImplementedError
 
 
 # %%
-nb.check(repeated_tail_by_hand, "repeated_tail_by_hand")
+nb.check(repeated_share_by_hand, "repeated_share_by_hand")
 
 # %% [markdown]
 # ## The fixes
@@ -209,8 +210,8 @@ for name, run in fixed.items():
         for line in (Path(run["run_dir"]) / "train.log").read_text().splitlines()
         if "likely cause" in line
     ]
-    ratio = s["health/grad_ratio_first_last"][-1][1]
-    sat = max(v[-1][1] for k, v in s.items() if k.startswith("health/attention_saturation/"))
+    ratio = s["view/health/grad_ratio_first_last"][-1][1]
+    sat = max(v[-1][1] for k, v in s.items() if k.startswith("view/health/attention_saturation/"))
     print(
         f"run {name} with {FIX[name]}: best validation loss {run['best_val_loss']:.3f} "
         f"(was {runs[name]['best_val_loss']:.3f}), first/last block gradient {ratio:.3g}, "
@@ -223,4 +224,4 @@ for name, run in fixed.items():
 # - `docs/debugging.md`: every failure of the gallery with its command, what TensorBoard shows and
 #   the fix, and how each threshold was measured.
 # - Run one yourself: `python train.py experiment=debug/lr_high`, then `tensorboard --logdir outputs`
-#   and open the TEXT tab's `health/diagnosis`.
+#   and open the TEXT tab's `view/health/diagnosis`.

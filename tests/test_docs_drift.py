@@ -144,8 +144,11 @@ def config_groups() -> dict[str, frozenset[str]]:
     groups = {}
     for path in CONF.rglob("*.yaml"):
         if path.parent != CONF:
-            group = path.parent.relative_to(CONF).as_posix()
-            groups[group] = groups.get(group, frozenset()) | {path.stem}
+            parts = path.relative_to(CONF).with_suffix("").parts
+            # a folder inside a group holds more of its options: experiment=debug/lr_high
+            top = 1 if any((CONF / parts[0]).glob("*.yaml")) else len(parts) - 1
+            group, option = "/".join(parts[:top]), "/".join(parts[top:])
+            groups[group] = groups.get(group, frozenset()) | {option}
     return groups
 
 

@@ -319,7 +319,10 @@ def test_callbacks_ema_validates_and_saves_the_averaged_weights(tmp_path, small_
     from minigpt.checkpoint.load import load_model
     from minigpt.training.run import train
 
-    others = [f"~callbacks.{name}" for name in ("optimization", "samples", "attention", "projector", "logits", "heads")]
+    others = [
+        f"~callbacks.{name}"
+        for name in ("optimization", "samples", "attention", "projector", "logits", "heads", "symptoms")
+    ]
     cfg = train_cfg(tmp_path, small_corpus, "callbacks=ema", "callbacks.ema.decay=0.5", "trainer.max_steps=6", *others)
     assert list(cfg.callbacks) == ["ema"]
     summary = train(cfg)

@@ -14,7 +14,7 @@ from minigpt.training.symptoms import (
     gradient_ratio,
     loss_spike,
     plateau,
-    repeated_tail,
+    repeated_share,
     saturation,
 )
 from tests.conftest import train_cfg
@@ -45,11 +45,11 @@ def test_saturation_counts_rows_on_one_key():
     assert saturation([one_hot, causal_uniform], min_pos=8) == [1.0, 0.0]
 
 
-def test_repeated_tail_finds_a_loop_and_not_prose():
-    assert repeated_tail("ROMEO:\n" + "the the the " * 20) > 0.9
+def test_repeated_share_finds_a_loop_and_not_prose():
+    assert repeated_share("ROMEO:\n" + "the the the " * 20) > 0.9
     prose = "First Citizen:\nBefore we proceed any further, hear me speak.\nAll:\nSpeak, speak.\n"
-    assert repeated_tail(prose) < 0.1
-    assert repeated_tail("") == 0.0
+    assert repeated_share(prose) < 0.1
+    assert repeated_share("") == 0.0
 
 
 def test_every_symptom_has_its_causes_and_an_override_in_the_message():
@@ -74,9 +74,10 @@ def _symptoms_of(caplog) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_a_normal_run_stays_quiet(tmp_path, small_corpus, caplog):
     caplog.set_level(logging.WARNING, logger="minigpt")
-    _run(tmp_path, small_corpus, "trainer.max_steps=80", "callbacks.symptoms.plateau_steps=60")
+    _run(tmp_path, small_corpus, "trainer.max_steps=200")
     assert _symptoms_of(caplog) == []
 
 
@@ -93,14 +94,13 @@ def test_a_greedy_final_sample_in_a_loop_is_named(tmp_path, small_corpus, caplog
     assert "repetition" in _symptoms_of(caplog)
 
 
-# each failure of the gallery (conf/experiment/debug/) and the symptom its run must name
+# each failure of the gallery (conf/experiment/debug/) and the symptom its run must name; the
+# measurements behind the thresholds are in docs/debugging.md
 GALLERY = {
-    "lr_high": "loss spike",
+    "lr_high": "saturated attention",
     "lr_low": "plateau",
-    "no_scale": "saturated attention",
     "no_residual": "vanishing gradients",
-    "init_large": "saturated attention",
-    "no_warmup": "loss spike",
+    "init_large": "exploding gradients",
     "greedy": "repetition",
 }
 

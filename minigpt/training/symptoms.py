@@ -5,9 +5,9 @@ to try.
 already has: the training loss of every step, each layer's gradient norm before clipping, the
 attention of a few validation windows and the MLP units' inputs on them, and the run's final
 sample. When one crosses its threshold it writes one log line and one TensorBoard text entry
-(`health/diagnosis`), once per symptom. The thresholds are measured, not guessed: on the failure
+(`view/health/diagnosis`), once per symptom. The thresholds are measured, not guessed: on the failure
 gallery (conf/experiment/debug/) and on normal runs, see docs/debugging.md. The signals themselves
-are logged as `health/*` scalars, so a learner can watch them next to the loss.
+are logged as `view/health/*` scalars, so a learner can watch them next to the loss.
 
 The checks are plain functions of those signals (tested on their own), and the callback only
 gathers the signals and reports.
@@ -48,13 +48,14 @@ ADVICE: dict[str, tuple[str, str]] = {
         "model.residual=true, model.norm=layernorm",
     ),
     "saturated_attention": (
-        "attention scores not scaled by 1/sqrt(head size), weights initialised too large, or a learning rate "
-        "too high",
-        "model.scale_attn=true, model.init_std=0.02, optim.lr=<lower>",
+        "a learning rate too high (or no warm-up before it), weights initialised too large, or attention "
+        "scores not scaled by 1/sqrt(head size)",
+        "optim.lr=<lower>, scheduler.warmup_steps=100, model.init_std=0.02, model.scale_attn=true",
     ),
     "dead_units": (
-        "weights initialised too large or a learning rate too high pushed MLP inputs below zero for good",
-        "model.init_std=0.02, optim.lr=<lower>",
+        "a learning rate too high (or no warm-up before it), weights initialised too large, or a deep stack "
+        "without residuals pushed MLP inputs below zero for good",
+        "optim.lr=<lower>, scheduler.warmup_steps=100, model.init_std=0.02, model.residual=true",
     ),
     "repetition": (
         "greedy or near-zero-temperature decoding: the most likely continuation leads back to itself",
@@ -116,17 +117,11 @@ def saturation(maps: list[torch.Tensor], min_pos: int = 8, sharp: float = 0.99) 
     return [float((w[..., min_pos:, :].amax(-1) > sharp).float().mean()) for w in maps]
 
 
-def repeated_tail(text: str, max_period: int = 64) -> float:
-    """The fraction of `text` taken by the cycle it ends in: the longest suffix made of one short
-    piece (at most `max_period` characters) repeated at least three times. 0 when there is none."""
-    best = 0
-    for period in range(1, min(max_period, len(text) // 3) + 1):
-        n = period
-        while n < len(text) and text[-n - 1] == text[-n - 1 + period]:
-            n += 1
-        if n >= 3 * period:
-            best = max(best, n)
-    return best / max(len(text), 1)
+def repeated_share(text: str, n: int = 8) -> float:
+    """The share of the `n`-character windows of `text` that already appeared earlier in it: 0 for
+    text that never repeats itself, near 1 for text stuck in a loop ("the the the ...")."""
+    grams = [text[i : i + n] for i in range(len(text) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 # --------------------------------------------------------------------------- the callback
@@ -143,8 +138,8 @@ class Symptoms(L.Callback):
         plateau_drop: float = 0.1,
         explode_norm: float = 100.0,
         vanish_ratio: float = 0.01,
-        saturated_rows: float = 0.5,
-        dead_units: float = 0.5,
+        saturated_rows: float = 0.2,
+        dead_units: float = 0.25,
         repeat_fraction: float = 0.5,
         n_windows: int = 4,
     ) -> None:
@@ -164,7 +159,7 @@ class Symptoms(L.Callback):
         log.warning(finding.message())
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_text("health/diagnosis", finding.message(), finding.step)
+            writer.add_text("view/health/diagnosis", finding.message(), finding.step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -194,7 +189,7 @@ class Symptoms(L.Callback):
         ratio = gradient_ratio(norms)
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_scalar("health/grad_ratio_first_last", ratio, step)
+            writer.add_scalar("view/health/grad_ratio_first_last", ratio, step)
         if total > self.explode_norm:
             self.report(
                 trainer, Finding("exploding_gradients", step, "blocks' gradient norm", total, self.explode_norm)
@@ -225,8 +220,8 @@ class Symptoms(L.Callback):
         dead = [dead_fraction(pre) for pre, _ in mlp_activations(model, windows)]
         for layer, (s, d) in enumerate(zip(sat, dead)):
             if writer is not None:
-                writer.add_scalar(f"health/attention_saturation/L{layer}", s, step)
-                writer.add_scalar(f"health/dead_units/L{layer}", d, step)
+                writer.add_scalar(f"view/health/attention_saturation/L{layer}", s, step)
+                writer.add_scalar(f"view/health/dead_units/L{layer}", d, step)
             if s > self.saturated_rows:
                 self.report(
                     trainer,
@@ -241,10 +236,16 @@ class Symptoms(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         text = next((c.final_text for c in trainer.callbacks if getattr(c, "final_text", None)), None)
-        if text and (share := repeated_tail(text)) > self.repeat_fraction:
+        if text and (share := repeated_share(text)) > self.repeat_fraction:
             self.report(
                 trainer,
-                Finding("repetition", trainer.global_step, "final sample in a cycle", share, self.repeat_fraction),
+                Finding(
+                    "repetition",
+                    trainer.global_step,
+                    "repeated 8-character windows of the final sample",
+                    share,
+                    self.repeat_fraction,
+                ),
             )
 
 

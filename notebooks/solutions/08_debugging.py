@@ -18,13 +18,7 @@ def saturation_by_hand(maps, min_pos, sharp):
     return [float((w[..., min_pos:, :].max(-1).values > sharp).float().mean()) for w in maps]
 
 
-def repeated_tail_by_hand(text, max_period):
-    """The share of `text` in the cycle it ends in (a piece of <= max_period characters, >= 3 times)."""
-    best = 0
-    for period in range(1, min(max_period, len(text) // 3) + 1):
-        n = period
-        while n < len(text) and text[-n - 1] == text[-n - 1 + period]:
-            n += 1
-        if n >= 3 * period:
-            best = max(best, n)
-    return best / max(len(text), 1)
+def repeated_share_by_hand(text, n):
+    """The share of the n-character windows of `text` that already appeared earlier in it."""
+    grams = [text[i : i + n] for i in range(len(text) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
