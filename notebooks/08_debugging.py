@@ -107,11 +107,7 @@ my_diagnosis = {"A": "...", "B": "..."}
 
 # %%
 for name, run in runs.items():
-    said = [
-        line.split("] ", 1)[-1]
-        for line in (Path(run["run_dir"]) / "train.log").read_text().splitlines()
-        if "likely cause" in line
-    ]
+    said = run["symptoms"]  # what the run's symptoms callback logged (also in its summary.json)
     named = [line.split(" at step")[0] for line in said]
     verdict = "agrees" if my_diagnosis[name] in named else "differs"
     print(f"run {name}: you said {my_diagnosis[name]!r}, the run named {named} ({verdict})")
@@ -203,13 +199,18 @@ FIX = {"A": "model.residual=true", "B": "model.init_std=0.02"}
 fixed = {
     name: nb.train_run([*COMMON, *MYSTERY[name], FIX[name]], "08_debugging") for name in MYSTERY
 }
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+for ax, name in zip(axes, MYSTERY):
+    for label, run in (("as it was", runs[name]), (FIX[name], fixed[name])):
+        steps, values = zip(*read_scalars(Path(run["run_dir"]) / "tensorboard")["train/loss"])
+        ax.plot(steps, values, label=label)
+    ax.set(title=f"run {name}: training loss", xlabel="step")
+    ax.legend()
+fig.tight_layout()
+
 for name, run in fixed.items():
     s = read_scalars(Path(run["run_dir"]) / "tensorboard")
-    said = [
-        line
-        for line in (Path(run["run_dir"]) / "train.log").read_text().splitlines()
-        if "likely cause" in line
-    ]
+    said = run["symptoms"]
     ratio = s["view/health/grad_ratio_first_last"][-1][1]
     sat = max(v[-1][1] for k, v in s.items() if k.startswith("view/health/attention_saturation/"))
     print(

@@ -49,6 +49,7 @@ from minigpt.training.precision import check_matmul_precision, set_matmul_precis
 from minigpt.training.progress import TrainProgressBar, ValidateAtEnd, ValidationLog
 from minigpt.training.reliability import GracefulStop, LastCheckpoint, StepSeed
 from minigpt.training.resume import checked_resume
+from minigpt.training.symptoms import Symptoms
 
 log = logging.getLogger("minigpt")
 
@@ -482,6 +483,8 @@ def summarize(
         "best_ckpt": parts.best.best_model_path,
         "last_ckpt": str(parts.last.path),
         "run_dir": str(run_dir),
+        # what the symptoms callback named (docs/debugging.md): empty when the run looked healthy
+        "symptoms": [f.message() for c in trainer.callbacks if isinstance(c, Symptoms) for f in c.findings],
     }
     if task_of(cfg) != "lm":  # a classifier's loss is over labels: bits per character mean nothing
         del summary["best_val_bpc"]
