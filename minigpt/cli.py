@@ -96,7 +96,7 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
 
 
 def check_added_keys(cfg: DictConfig, overrides: list[str] | None = None) -> None:
-    """A key added with a leading `+` (`+trainer.accumulate_grad_batches=4`) must be one something
+    """A key added with a leading `+` (`+trainer.limit_val_batches=4`) must be one something
     reads: an argument of the `_target_` of the node it lands in, or a new object of its own (a
     node with a `_target_`, such as `+callbacks.ema._target_=...`). Anything else (`+unknown=1`)
     would be accepted and ignored: one line naming it. `overrides` defaults to this job's."""

@@ -96,7 +96,7 @@ def test_the_keys_of_an_added_object_are_checked_against_its_target():
 def test_added_keys_that_something_reads_are_kept():
     """The documented uses of `+`: a Trainer argument, a new callback, a profiler with its options."""
     overrides = [
-        "+trainer.accumulate_grad_batches=4",
+        "+trainer.limit_val_batches=4",
         "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
         "+callbacks.ema.decay=0.98",
         "+trainer.profiler._target_=lightning.pytorch.profilers.SimpleProfiler",
