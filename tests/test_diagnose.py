@@ -3,12 +3,11 @@ residual stream is the model's own, and the command and the notebook produce eve
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 import torch
-from conftest import CONF, ROOT, run_cli
+from conftest import CONF, run_cli
 from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 
@@ -100,8 +99,8 @@ def test_diagnose_command_writes_every_figure_and_an_index(tiny_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert {p.stem for p in out.glob("*.png")} == FIGURES
-    height, width, _ = imread(out / "attention_layer0.png").shape  # 2 heads + their mean side by side
-    assert width > 2 * height > 400
+    height, width, _ = imread(out / "attention_layer0.png").shape  # 2 heads + their mean, one per row
+    assert height > 2 * width and 400 < width <= 800  # legible at the page's width (figures.PAGE_WIDTH)
     height, width, _ = imread(out / "embedding_pca.png").shape
     assert (width, height) == (700, 600)
     index = (out / "index.md").read_text()
@@ -192,30 +191,3 @@ def test_diagnose_checks_its_arguments_before_writing(loaded, tmp_path):
     with pytest.raises(ConfigError, match=re.escape(f"cannot be written: {blocker} is a file, not a folder")):
         diagnose(loaded, TEXT, blocker / "diag", max_new_tokens=5)
     assert blocker.read_text() == "not a folder"
-
-
-@pytest.mark.slow  # minutes of the default suite; CI runs it (make test-slow)
-def test_notebook_trains_its_own_model_in_a_fresh_clone_and_is_stored_without_outputs(
-    shakespeare, tmp_path, monkeypatch
-):
-    """With no MINIGPT_CKPT (a fresh clone has no run), the notebook trains the tiny model itself,
-    through the project's own train(), then draws every figure from that checkpoint."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = ROOT / "notebooks" / "diagnostics.ipynb"
-    stored = json.loads(path.read_text())
-    code = [c for c in stored["cells"] if c["cell_type"] == "code"]
-    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), "strip the outputs"
-
-    monkeypatch.delenv("MINIGPT_CKPT", raising=False)
-    monkeypatch.setenv("MINIGPT_SHAKESPEARE", str(shakespeare))
-    monkeypatch.setenv("MINIGPT_OUTPUTS", str(tmp_path))
-    nb = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
-    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
-    assert images >= 6
-    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    (ckpt,) = tmp_path.glob("notebook/*/checkpoints/best.ckpt")
-    assert "trained model=tiny for 300 steps" in printed and str(ckpt) in printed

@@ -333,7 +333,8 @@ def report(
     unstarted = [j for j in jobs if never_started(j, sweep_dir)]
     if unstarted and len(unstarted) < len(jobs):
         jobs = [j for j in jobs if j not in unstarted]
-        names = ", ".join(f"{j['job']} ({' '.join(f'{k}={v}' for k, v in j['overrides'].items())})" for j in unstarted)
+        labels = {j["job"]: " ".join(f"{k}={j['overrides'].get(k)}" for k in keys) for j in unstarted}
+        names = ", ".join(f"{job} ({label})" for job, label in labels.items())
         print(f"note: left out job(s) that never reached a first step (no log, no checkpoint): {names}", file=out)
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)

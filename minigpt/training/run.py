@@ -280,13 +280,13 @@ class RunDirCheck(Callback):
 def train(cfg: DictConfig) -> dict:
     """Train one model as `cfg` says and return its summary (best val loss, checkpoint paths)."""
     quiet_libraries()
-    check_trainer_config(cfg)
-    check_training_memory(cfg)
     run_dir = run_dir_of(cfg)
     made = made_by_this_process(run_dir)
-    resume_from = resume_path_of(cfg, run_dir)
-    prepare_run_dir(run_dir, resume_from)
     with removed_if_no_step(run_dir, made) as started:
+        check_trainer_config(cfg)
+        check_training_memory(cfg)
+        resume_from = resume_path_of(cfg, run_dir)
+        prepare_run_dir(run_dir, resume_from)
         set_matmul_precision(cfg.get("matmul_precision", "high"), cfg.trainer.get("accelerator"))
         if cfg.get("keep_freed_memory", True):
             keep_freed_memory()
