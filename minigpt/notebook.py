@@ -94,14 +94,19 @@ def outputs(notebook: str) -> Path:
 
 
 def compose_train(overrides: Iterable[str] = (), **kwargs: Any) -> DictConfig:
-    """conf/train.yaml composed with `overrides`, as `python train.py <overrides>` would compose it."""
+    """conf/train.yaml composed with `overrides`, as `python train.py <overrides>` would compose it,
+    with the corpus cache at the clone's data/ (git-ignored): notebooks run in notebooks/, and the
+    relative default would put a copy of the corpus there."""
     from hydra import compose, initialize_config_dir
 
     from minigpt.configs import register
 
     register()  # the typed schemas conf/ names (minigpt/configs.py); every tool registers them first
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose("train", overrides=list(overrides), **kwargs)
+        cfg = compose("train", overrides=list(overrides), **kwargs)
+    if "cache_dir" in cfg.get("data", {}):
+        cfg.data.cache_dir = str(ROOT / "data")
+    return cfg
 
 
 def train_run(overrides: Iterable[str], notebook: str) -> dict:

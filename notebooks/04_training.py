@@ -103,7 +103,12 @@ plt.show()
 from minigpt.data.corpus import CharDataModule
 
 block_size, batch_size = 64, 32
-dm = CharDataModule(block_size=block_size, batch_size=batch_size, path=str(nb.corpus()))
+dm = CharDataModule(
+    block_size=block_size,
+    batch_size=batch_size,
+    path=str(nb.corpus()),
+    cache_dir=str(nb.ROOT / "data"),
+)
 dm.setup()
 
 ids = torch.tensor(encode(text))
