@@ -140,7 +140,8 @@ def test_evaluate_refuses_batches_and_prompts_beyond_memory(memory, loaded):
 
 def test_diagnose_refuses_samples_beyond_memory(memory, loaded, tmp_path):
     memory(1 * GB)
-    with pytest.raises(ConfigError, match=r"max_new_tokens=100000000000 more needs about 1.2 TB .* has 1 GB available"):
+    message = r"decoding the sample at once, 6 \+ 100000000000 tokens long, needs about 1.2 TB .* has 1 GB available"
+    with pytest.raises(ConfigError, match=message + r"; lower max_new_tokens=100000000000"):
         diagnose(loaded, "ROMEO:", tmp_path / "diag", max_new_tokens=10**11)
     assert not (tmp_path / "diag").exists()
 

@@ -20,7 +20,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from minigpt.analysis.metrics import token_losses
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
-from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
 from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, read_text_file, require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.figures import (
@@ -31,7 +30,7 @@ from minigpt.figures import (
     plot_logits,
     plot_residual_norms,
 )
-from minigpt.inference.generation import pick_device
+from minigpt.inference.generation import check_decoding_memory, pick_device
 from minigpt.io import markdown_code, printable
 from minigpt.model import GPT
 from minigpt.probes import (
@@ -103,9 +102,14 @@ def check_sampling(max_new_tokens, seed) -> None:
 
 def check_sample_memory(model: torch.nn.Module, prompt: int, max_new_tokens: int) -> None:
     """Refuse samples of `max_new_tokens` that cannot fit in memory, before anything is drawn."""
-    short = memory_shortfall(decoding_bytes(model.config, 1, prompt, max_new_tokens, True), model_device(model))
-    if short:
-        raise ConfigError(f"a sample of the text and max_new_tokens={max_new_tokens} more {short}; lower it")
+    check_decoding_memory(
+        model.config,
+        1,
+        (prompt, max_new_tokens),
+        model_device(model),
+        "decoding the sample",
+        f"lower max_new_tokens={max_new_tokens}",
+    )
 
 
 def read_text(cfg: DictConfig) -> str:
