@@ -490,16 +490,16 @@ class GPT(nn.Module):
             cache.advance(T)  # every layer has written the new positions' keys and values
         return self.transformer.ln_f(x), weights  # (B, T, C)
 
-    def check_length(self, S: int) -> None:
-        """Refuse S positions when the position encoding has no representation for some of them.
+    def check_length(self, n_positions: int) -> None:
+        """Refuse `n_positions` positions when the position encoding has no representation for some of them.
         Only learned positions are bounded: their table has one row per position of the training
         context. Sinusoidal, RoPE and ALiBi compute any position from a formula, and no encoding
         has no position at all, so those run past block_size (whether they predict well there is
         what docs/heads.md measures)."""
         block = self.config.block_size
-        if S > block and self.config.pos_encoding == "learned":
+        if n_positions > block and self.config.pos_encoding == "learned":
             raise ConfigError(
-                f"a sequence of {S} positions exceeds block_size={block}, the rows of the learned position "
+                f"a sequence of {n_positions} positions exceeds block_size={block}, the rows of the learned position "
                 f"table (pos_encoding=learned); use a context of at most {block}, or train with "
                 "pos_encoding=sinusoidal, rope, alibi or none, which run past their training length"
             )
