@@ -491,11 +491,10 @@ class GPT(nn.Module):
         return self.transformer.ln_f(x), weights  # (B, T, C)
 
     def check_length(self, n_positions: int) -> None:
-        """Refuse `n_positions` positions when the position encoding has no representation for some of them.
+        """Refuse `n_positions` positions when the position encoding cannot represent them all.
         Only learned positions are bounded: their table has one row per position of the training
-        context. Sinusoidal, RoPE and ALiBi compute any position from a formula, and no encoding
-        has no position at all, so those run past block_size (whether they predict well there is
-        what docs/heads.md measures)."""
+        context. Sinusoidal, RoPE and ALiBi compute any position from a formula and `none` has no
+        positions, so those run past block_size (how well they predict there, docs/heads.md measures)."""
         block = self.config.block_size
         if n_positions > block and self.config.pos_encoding == "learned":
             raise ConfigError(
