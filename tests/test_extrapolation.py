@@ -37,7 +37,7 @@ def test_the_figure_draws_each_encoding_at_its_longest_context_and_marks_the_tra
     ]
     ax = plot_loss_by_position(results).axes[0]
     lengths = {line.get_label(): len(line.get_xdata()) for line in ax.get_lines()}
-    assert lengths == {"learned (1x) cannot go past 1x": 4, "rope (2x)": 8, "training length (4)": 2}
+    assert lengths == {"learned (1x only: cannot go further)": 4, "rope (2x)": 8, "training length (4)": 2}
     assert ax.get_xlabel().startswith("position in the window") and ax.get_ylabel() == "mean loss (nats)"
 
 

@@ -63,7 +63,8 @@ def measure(ckpt: str | Path, factors: tuple[int, ...] = FACTORS, batch_size: in
         try:
             curve = loss_by_position(loaded.model, ids, factor * config.block_size, batch_size)
         except MinigptError as e:
-            result.losses[factor], result.reason = None, str(e)
+            result.losses[factor] = None
+            result.reason = result.reason or str(e)  # the first refusal: the shortest context refused
             continue
         result.curves[factor] = curve.tolist()
         result.losses[factor] = float(curve.mean())
@@ -93,7 +94,7 @@ def plot_loss_by_position(results: list[Extrapolation]) -> Figure:
             continue
         factor = max(r.curves)
         curve = r.curves[factor]
-        label = f"{r.name} ({factor}x)" + (" cannot go past 1x" if r.reason and factor == 1 else "")
+        label = f"{r.name} ({factor}x" + (" only: cannot go further)" if r.reason else ")")
         ax.plot(range(1, len(curve) + 1), curve, color=f"C{i}", label=label, linewidth=1.2)
     if block:
         ax.axvline(block, color="0.4", linestyle=":", label=f"training length ({block})")
