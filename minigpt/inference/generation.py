@@ -332,7 +332,8 @@ def run(cfg: DictConfig) -> None:
     with using_threads(cfg.get("threads", "auto"), n_params, max(cfg.num_samples, cfg.num_beams)) as threads:
         print(
             f"[minigpt] checkpoint {printable(loaded.path)} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
-            f"block {loaded.model.config.block_size} | {getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
+            f"block {loaded.model.config.block_size}{f' | context {context(cfg)}' if context(cfg) else ''} | "
+            f"{getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
             f"device {device}{f' | {threads} thread' + 's' * (threads > 1) if device.type == 'cpu' else ''}",
             file=sys.stderr,
         )
