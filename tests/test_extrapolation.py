@@ -3,13 +3,16 @@ positions refused with the model's reason, and the experiment's sweep through th
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import CONF, ROOT, run_cli
+from hydra import compose, initialize_config_dir
 
 from minigpt.analysis.extrapolation import Extrapolation, checkpoints_of, markdown_table, measure, plot_loss_by_position
+from minigpt.analysis.metrics import run
 from minigpt.errors import ConfigError
 
 
@@ -76,3 +79,15 @@ def test_the_experiment_sweeps_the_five_encodings_and_the_script_tabulates_them(
         assert len(losses) == 3 and all(math.isfinite(v) and 0 < v < 10 for v in losses)
     assert "learned: a sequence of 64 positions exceeds block_size=32" in result.stdout
     assert Path(image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # evaluate scores the rope job (2) in windows of 2x its context and writes the loss by position
+    out = tmp_path / "eval"
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose(
+            "evaluate",
+            [f"ckpt={sweep / '2' / 'checkpoints' / 'last.ckpt'}", f"out_dir={out}", "context=64", "threads=1"]
+            + ["generation.prompts=2", "generation.new_chars=80", "generation.strategies={greedy: {temperature: 0}}"],
+        )
+    metrics = run(cfg)
+    assert metrics["context"] == 64 and metrics["block_size"] == 32 and metrics["stride"] == 64
+    assert len(metrics["loss_by_position"]) == 64 and math.isfinite(metrics["loss"])
+    assert json.loads((out / "metrics.json").read_text())["loss_by_position"] == metrics["loss_by_position"]

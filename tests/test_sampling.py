@@ -83,6 +83,17 @@ def test_a_longer_context_with_learned_positions_is_refused_in_one_line():
 EVERY_LEVER = dict(short_conv=3, value_embeds=True, unet_skips=True, logit_softcap=5.0, activation="relu2")
 
 
+def test_every_lever_decodes_exactly_in_a_context_twice_block_size():
+    """The levers keep no state sized by block_size: with context=32 on a model of 16, the short
+    convolutions' cached inputs and the value embeddings follow the longer window."""
+    model, seq = make("rope", "manual", **EVERY_LEVER), torch.randint(V, (2, 40))
+    cached, full = (ContextFeeder(model, seq[:, :5], c, context=32) for c in (True, False))
+    for t in range(5, seq.size(1)):
+        torch.testing.assert_close(cached.logits(), full.logits(), rtol=1e-4, atol=1e-4)
+        cached.append(seq[:, t])
+        full.append(seq[:, t])
+
+
 @pytest.mark.parametrize("levers", [{"short_conv": 3}, EVERY_LEVER], ids=["short_conv", "every_lever"])
 def test_levers_decode_exactly_past_the_window_and_in_beam_search(levers):
     """The short convolutions keep their last inputs in the cache: a window that moves starts them
