@@ -91,3 +91,8 @@ def test_the_experiment_sweeps_the_five_encodings_and_the_script_tabulates_them(
     assert metrics["context"] == 64 and metrics["block_size"] == 32 and metrics["stride"] == 64
     assert len(metrics["loss_by_position"]) == 64 and math.isfinite(metrics["loss"])
     assert json.loads((out / "metrics.json").read_text())["loss_by_position"] == metrics["loss_by_position"]
+    # generate reads 64 characters with the alibi job (3): the cache follows the longer window
+    alibi = sweep / "3" / "checkpoints" / "last.ckpt"
+    generated = run_cli(str(ROOT / "generate.py"), f"ckpt={alibi}", "context=64", "max_new_tokens=100", "seed=1")
+    assert generated.returncode == 0, generated.stderr
+    assert "| block 32 | context 64 | alibi |" in generated.stderr and len(generated.stdout) > 100
