@@ -70,6 +70,8 @@ class GenerateOptions:
     device: str = "auto"
     quantize: str | None = None
     use_cache: bool = True
+    # tokens the model reads at most; null = block_size (longer: not with learned positions)
+    context: int | None = None
     stream: bool = True
     interactive: bool = False
     # CPU threads: auto (by the work of a step, minigpt/threads.py) or a count

@@ -131,6 +131,11 @@ class GPTConfig:
 
 # --------------------------------------------------------------------------- positions
 
+# Vaswani et al. scale token embeddings up to the table's size; `GPT` scales the table (RMS
+# 1/sqrt(2)) down to the embeddings' init std of 0.02 instead, so that neither drowns the other
+# at the start of training
+SINUSOIDAL_SCALE = 0.02 * math.sqrt(2)
+
 
 # --8<-- [start:sinusoidal]
 def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
@@ -421,10 +426,8 @@ class GPT(nn.Module):
         if cfg.pos_encoding == "learned":
             self.transformer["wpe"] = nn.Embedding(cfg.block_size, cfg.n_embd)
         elif cfg.pos_encoding == "sinusoidal":
-            # Vaswani et al. scale token embeddings up to the table's size; we scale the table
-            # (RMS 1/sqrt(2)) down to the embeddings' init std of 0.02 instead, so that neither
-            # drowns the other at the start of training
-            table = sinusoidal_table(cfg.block_size, cfg.n_embd) * (0.02 * math.sqrt(2))
+            # the rows of the training context; a longer one computes its own (sinusoidal_positions)
+            table = sinusoidal_table(cfg.block_size, cfg.n_embd) * SINUSOIDAL_SCALE
             self.register_buffer("wpe_table", table, persistent=False)
         elif cfg.pos_encoding == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
@@ -460,7 +463,8 @@ class GPT(nn.Module):
         return n
 
     def new_cache(self, capacity: int | None = None) -> KVCache:
-        """An empty KV cache for up to `capacity` positions (default: block_size) (lever hook)."""
+        """An empty KV cache for up to `capacity` positions (default: block_size; more for a longer
+        context where the position encoding allows it, `check_length`) (lever hook)."""
         return KVCache(self.config.n_layer, capacity or self.config.block_size)
 
     # --8<-- [start:run]
@@ -470,15 +474,14 @@ class GPT(nn.Module):
         cfg = self.config
         B, T = idx.shape
         past = cache.length if cache is not None else 0
-        if past + T > cfg.block_size:
-            raise ValueError(f"sequence of {past + T} positions exceeds block_size {cfg.block_size}")
+        self.check_length(past + T)
         positions = torch.arange(past, past + T, device=idx.device)  # positions of the new tokens
         x = self.transformer.wte(idx) if tokens is None else tokens  # (B, T, C)
         rope = None
         if cfg.pos_encoding == "learned":
             x = x + self.transformer.wpe(positions)
         elif cfg.pos_encoding == "sinusoidal":
-            x = x + self.wpe_table[past : past + T]
+            x = x + self.sinusoidal_positions(past, T)
         elif cfg.pos_encoding == "rope":
             rope = rope_cos_sin(positions, cfg.head_size, cfg.rope_base)
         bias = self.attention_bias(T, past, need_weights or cfg.attn_impl == "manual", idx.device)
@@ -486,6 +489,27 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(T)  # every layer has written the new positions' keys and values
         return self.transformer.ln_f(x), weights  # (B, T, C)
+
+    def check_length(self, n_positions: int) -> None:
+        """Refuse `n_positions` positions when the position encoding cannot represent them all.
+        Only learned positions are bounded: their table has one row per position of the training
+        context. Sinusoidal, RoPE and ALiBi compute any position from a formula and `none` has no
+        positions, so those run past block_size (how well they predict there, docs/heads.md measures)."""
+        block = self.config.block_size
+        if n_positions > block and self.config.pos_encoding == "learned":
+            raise ConfigError(
+                f"a sequence of {n_positions} positions exceeds block_size={block}, the rows of the learned position "
+                f"table (pos_encoding=learned); use a context of at most {block}, or train with "
+                "pos_encoding=sinusoidal, rope, alibi or none, which run past their training length"
+            )
+
+    def sinusoidal_positions(self, past: int, T: int) -> torch.Tensor:
+        """Rows past .. past+T-1 of the scaled sinusoidal table (T, C): the buffer's rows within the
+        training context, computed afresh beyond it (each row depends on its position only)."""
+        if past + T <= self.wpe_table.size(0):
+            return self.wpe_table[past : past + T]
+        table = sinusoidal_table(past + T, self.config.n_embd).to(self.wpe_table.device) * SINUSOIDAL_SCALE
+        return table[past:].to(self.wpe_table.dtype)
 
     def blocks(self, x: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """x (B, T, C) through every block in order (lever hook); each layer's attention weights."""

@@ -2,14 +2,16 @@
 
 Every strategy runs on the same `ContextFeeder`, which hands the model either the whole context
 (full recompute, as nanoGPT samples) or only the new token with a KV cache. Both follow one
-window policy once the text outgrows `block_size`: the context restarts from the most recent
-`keep` tokens (default `block_size // 2`), which are prefilled once, and then grows again.
+window policy once the text outgrows the context (`context`, default `block_size`): the context
+restarts from the most recent `keep` tokens (default `context // 2`), which are prefilled once, and
+then grows again. A context longer than `block_size` works for the position encodings that compute
+any position (sinusoidal, RoPE, ALiBi, none; `GPT.check_length` refuses learned positions).
 
 Why not slide the cache by one token? Cached keys of layer 2 and up were computed from hidden
 states that attended to the tokens now dropped, so a rolled cache is not the model's output on
 the shorter window (it drifts for every position encoding, relative ones included). Restarting
-keeps cached decoding exact and costs one prefill per `block_size - keep` tokens. `keep =
-block_size` gives nanoGPT's sliding window exactly, at the price of a prefill for every token.
+keeps cached decoding exact and costs one prefill per `context - keep` tokens. `keep = context`
+gives nanoGPT's sliding window exactly, at the price of a prefill for every token.
 """
 
 from __future__ import annotations
@@ -149,23 +151,30 @@ def pick_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Genera
 
 class ContextFeeder:
     """Holds the growing sequences (B, n) and returns the model's next-token logits for them,
-    by full recompute (`use_cache=False`) or incrementally with a KV cache."""
+    by full recompute (`use_cache=False`) or incrementally with a KV cache, over a window of at
+    most `context` tokens (None: the model's block_size)."""
 
-    def __init__(self, model: GPT, ids: torch.Tensor, use_cache: bool = True, keep: int | None = None) -> None:
+    def __init__(
+        self, model: GPT, ids: torch.Tensor, use_cache: bool = True, keep: int | None = None, context: int | None = None
+    ) -> None:
         self.model = model
-        self.block_size = model.config.block_size
-        self.keep = self.block_size // 2 if keep is None else keep
-        if not 1 <= self.keep <= self.block_size:
-            raise ConfigError(f"window_keep must be between 1 and block_size={self.block_size}, got {keep}")
+        self.context = model.config.block_size if context is None else context  # the window's length
+        if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 1:
+            raise ConfigError(f"context must be a number of tokens >= 1 (null = block_size), got {context!r}")
+        if hasattr(model, "check_length"):  # a learned position table refuses a longer window here, at once
+            model.check_length(self.context)
+        self.keep = self.context // 2 if keep is None else keep
+        if not 1 <= self.keep <= self.context:
+            raise ConfigError(f"window_keep must be between 1 and the context of {self.context}, got {keep}")
         self.seq = ids
-        self.ctx_start = max(0, ids.size(1) - self.block_size)  # first token of the window
+        self.ctx_start = max(0, ids.size(1) - self.context)  # first token of the window
         # a model without a KV cache (the LSTM baseline) is always run by full recompute
-        self.cache = model.new_cache() if use_cache and hasattr(model, "new_cache") else None
+        self.cache = model.new_cache(self.context) if use_cache and hasattr(model, "new_cache") else None
         self.cache_start = self.cache_end = self.ctx_start  # seq[cache_start:cache_end] is cached
 
     def _advance_window(self) -> None:
         n = self.seq.size(1)
-        if n - self.ctx_start > self.block_size:
+        if n - self.ctx_start > self.context:
             self.ctx_start = n - self.keep
 
     # --8<-- [start:feeder_logits]
@@ -205,13 +214,15 @@ def stream_tokens(
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     keep: int | None = None,
+    context: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next token of every row (B,), one step at a time, for `max_new_tokens` steps."""
+    """Yield the next token of every row (B,), one step at a time, for `max_new_tokens` steps,
+    each conditioned on at most `context` tokens (None: block_size)."""
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if ids.size(1) == 0:
         raise ConfigError("the prompt is empty; give at least one character")
-    feeder = ContextFeeder(model, ids, use_cache, keep)
+    feeder = ContextFeeder(model, ids, use_cache, keep, context)
     for _ in range(max_new_tokens):
         logits = process_logits(feeder.logits(), cfg, feeder.seq)
         nxt = pick_next(logits, cfg, generator)
@@ -228,10 +239,11 @@ def generate(
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     keep: int | None = None,
+    context: int | None = None,
 ) -> torch.Tensor:
     """Prompt ids (B, T0) -> ids (B, T0 + max_new_tokens)."""
     cfg = cfg or SamplingConfig()
-    new = list(stream_tokens(model, ids, max_new_tokens, cfg, use_cache, generator, keep))
+    new = list(stream_tokens(model, ids, max_new_tokens, cfg, use_cache, generator, keep, context))
     return torch.cat([ids, torch.stack(new, dim=1)], dim=1) if new else ids
 
 
@@ -264,6 +276,7 @@ def beam_search(
     use_cache: bool = True,
     is_finished: Callable[[torch.Tensor], bool] | None = None,
     keep: int | None = None,
+    context: int | None = None,
 ) -> list[Beam]:
     """Keep the `num_beams` continuations of highest total log-probability; return them best first.
 
@@ -272,7 +285,7 @@ def beam_search(
     """
     check_beam_search(ids, max_new_tokens, num_beams)
     prompt_len = ids.size(1)
-    feeder = ContextFeeder(model, ids, use_cache, keep)
+    feeder = ContextFeeder(model, ids, use_cache, keep, context)
     scores = torch.zeros(1, device=ids.device)  # total log-prob of each live beam
     finished: list[Beam] = []
 

@@ -19,6 +19,7 @@ from minigpt.analysis.metrics import (
     GENERATION_COLUMNS,
     distinct_n,
     evaluation_ids,
+    loss_by_position,
     plot_generation,
     run,
     samples_markdown,
@@ -28,6 +29,7 @@ from minigpt.checkpoint.load import load_model
 from minigpt.data.corpus import FixedWindows
 from minigpt.errors import ConfigError, DataError
 from minigpt.io import markdown_code
+from minigpt.model import GPT, GPTConfig
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,36 @@ def test_strided_sweep_scores_each_character_once_with_the_most_context(loaded, 
         token_losses(loaded.model, text, stride=T + 1)
 
 
+@pytest.mark.parametrize("pos", ["sinusoidal", "rope", "alibi", "none"])
+def test_encodings_that_compute_positions_are_scored_past_their_training_length(pos, ids):
+    """Windows of 4x block_size: a loss for every character, and loss by position whose mean is
+    the sweep's loss when the windows tile the text."""
+    torch.manual_seed(0)
+    model = GPT(
+        GPTConfig(vocab_size=int(ids.max()) + 1, block_size=16, n_layer=1, n_head=2, n_embd=16, pos_encoding=pos)
+    )
+    text = ids[: 10 * 64 + 1]
+    losses = token_losses(model, text, context=64, batch_size=3)
+    assert losses.shape == (640,) and torch.isfinite(losses).all()
+    curve = loss_by_position(model, text, context=64, batch_size=3)
+    assert curve.shape == (64,) and torch.isfinite(curve).all()
+    assert float(curve.mean()) == pytest.approx(float(losses.mean()), abs=1e-5)
+    assert torch.allclose(losses.view(10, 64).mean(0), curve, atol=1e-5)
+    with pytest.raises(ConfigError, match="between 1 and the window of 64 tokens"):
+        token_losses(model, text, stride=65, context=64)
+
+
+def test_learned_positions_refuse_a_window_past_block_size_in_one_line(loaded, ids, tiny_run, tmp_path):
+    message = "a sequence of 64 positions exceeds block_size=32, the rows of the learned position table"
+    for score in (token_losses, loss_by_position):
+        with pytest.raises(ConfigError, match=message):
+            score(loaded.model, ids, context=64)
+    out = tmp_path / "eval"
+    with pytest.raises(ConfigError, match=message):  # the tool: before anything is scored or written
+        evaluate_with_config(tiny_run["best_ckpt"], f"out_dir={out}", "context=64")
+    assert not out.exists()
+
+
 def test_distinct_n_counts_unique_word_ngrams():
     assert distinct_n(["a b a b"], 1) == pytest.approx(2 / 4)
     assert distinct_n(["a b a b", "c"], 2) == pytest.approx(2 / 3)
@@ -94,6 +126,9 @@ def test_evaluate_cli_prints_and_writes_the_tables(tiny_run, loaded, tmp_path):
     assert metrics["loss"] == pytest.approx(loaded.meta["best_val_loss"], rel=0.02)
     assert metrics["ppl"] == pytest.approx(math.exp(metrics["loss"]))
     assert metrics["bpc"] == pytest.approx(metrics["loss"] / math.log(2))
+    assert metrics["context"] == metrics["block_size"] == 32 and len(metrics["loss_by_position"]) == 32
+    # the first position predicts from one character, the last from 32
+    assert metrics["loss_by_position"][0] > metrics["loss_by_position"][-1]
     with open(out / "generation.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == GENERATION_COLUMNS
@@ -199,6 +234,7 @@ def evaluate_with_config(ckpt, *overrides: str) -> dict:
     [
         ("batch_size=0", "batch_size must be an integer >= 1, got 0"),
         ("stride=0", "stride must be an integer >= 1, got 0"),
+        ("context=0", "context must be an integer >= 1, got 0"),
         ("generation.prompts=0", "generation.prompts must be an integer >= 1, got 0"),
         ("generation.seed=abc", "generation.seed must be an integer"),
         ("unknown=xy", "unknown='xy' is not a policy"),

@@ -78,7 +78,8 @@ def test_experiments_declare_their_sweeps():
         return cfg.hydra.sweeper.get("params")
 
     with_sweeps = {e for e in EXPERIMENTS if sweep_params(e)}
-    assert {"pos_encoding", "ablations", "lr_sweep", "model_size", "depth_width", "dropout"} <= with_sweeps
+    sweeps = {"pos_encoding", "ablations", "lr_sweep", "model_size", "depth_width", "dropout", "extrapolate"}
+    assert sweeps <= with_sweeps
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)

@@ -107,6 +107,8 @@ def test_help_lists_generates_options_not_trainings_config_groups():
         (["max_new_tokens=-3"], "max_new_tokens must be an integer >= 0"),
         (["seed=abc"], "seed must be an integer (or null), got 'abc'"),
         (["use_cache=maybe"], "use_cache must be true or false, got 'maybe'"),
+        (["context=64"], "a sequence of 64 positions exceeds block_size=32, the rows of the learned position table"),
+        (["context=0"], "context must be an integer >= 1, got 0; null = block_size"),
         (["num_beams=2", "length_penalty=abc"], "length_penalty must be a number"),
         (["num_beams=3", "top_p=0.9"], "num_beams=3 is beam search, which does not sample, so top_p would be ignored"),
         (["num_beams=2", "num_samples=3"], "num_samples=3 > num_beams=2"),

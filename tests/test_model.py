@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from minigpt.errors import ConfigError
-from minigpt.model import GPT, POS_ENCODINGS, CausalSelfAttention, Context, GPTConfig, alibi_slopes
+from minigpt.model import (
+    GPT,
+    POS_ENCODINGS,
+    SINUSOIDAL_SCALE,
+    CausalSelfAttention,
+    Context,
+    GPTConfig,
+    alibi_slopes,
+    sinusoidal_table,
+)
 
 V = 11
 
@@ -160,9 +169,39 @@ def test_unknown_config_keys_are_rejected():
         GPTConfig.from_dict({"vocab_size": V, "n_layers": 3})
 
 
-def test_sequence_longer_than_block_size_is_refused():
-    with pytest.raises(ValueError, match="exceeds block_size"):
-        make()(torch.zeros(1, 17, dtype=torch.long))
+def test_learned_positions_refuse_a_sequence_longer_than_block_size_in_one_line():
+    """The learned table has block_size rows: position 17 of a 16-row table has no embedding."""
+    with pytest.raises(ConfigError, match=r"^a sequence of 17 positions exceeds block_size=16, .*learned.*") as e:
+        make("learned")(torch.zeros(1, 17, dtype=torch.long))
+    assert "\n" not in str(e.value) and "pos_encoding=sinusoidal, rope, alibi or none" in str(e.value)
+
+
+EXTRAPOLATING = [pos for pos in POS_ENCODINGS if pos != "learned"]
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("pos", EXTRAPOLATING)
+def test_encodings_without_a_table_run_past_block_size(pos, impl):
+    """At 4x the training length: finite logits of the right shape, still causal, and the first
+    block_size positions equal the model's output on those positions alone (nothing of the first
+    window depends on how long the sequence is)."""
+    model = make(pos, impl)
+    x = torch.randint(V, (2, 64))
+    logits = model(x)
+    assert logits.shape == (2, 64, V) and torch.isfinite(logits).all()
+    torch.testing.assert_close(logits[:, :16], model(x[:, :16]), rtol=0, atol=1e-5)
+    y = x.clone()
+    y[:, 40:] = (y[:, 40:] + 1) % V
+    torch.testing.assert_close(model(y)[:, :40], logits[:, :40], rtol=0, atol=1e-5)
+
+
+def test_sinusoidal_rows_past_the_table_follow_the_formula():
+    """Rows computed beyond block_size continue the buffer's rows: the same formula, the same scale."""
+    model = make("sinusoidal")
+    rows = model.sinusoidal_positions(10, 20)  # positions 10..29 of a 16-row buffer
+    torch.testing.assert_close(rows[:6], model.wpe_table[10:16], rtol=0, atol=0)
+    expected = sinusoidal_table(30, 16) * SINUSOIDAL_SCALE
+    torch.testing.assert_close(rows, expected[10:], rtol=0, atol=0)
 
 
 def test_the_model_module_loads_neither_lightning_nor_hydra():

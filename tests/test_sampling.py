@@ -55,8 +55,43 @@ def test_cached_logits_equal_full_recompute_past_the_window(pos, impl):
     # --8<-- [end:test_cache_logits]
 
 
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("pos", [pos for pos in POS_ENCODINGS if pos != "learned"])
+def test_cached_logits_equal_full_recompute_in_a_context_twice_block_size(pos, impl):
+    """context=32 on a model trained at 16: the cache holds 32 positions, the window first moves
+    after 32 tokens, and cached decoding still equals full recompute at every step."""
+    model, seq = make(pos, impl), torch.randint(V, (2, 40))
+    cached, full = (ContextFeeder(model, seq[:, :5], c, context=32) for c in (True, False))
+    for t in range(5, seq.size(1)):
+        torch.testing.assert_close(cached.logits(), full.logits(), rtol=1e-4, atol=1e-4)
+        cached.append(seq[:, t])
+        full.append(seq[:, t])
+    assert cached.cache.capacity == 32 and full.ctx_start > 0
+    # the first window really is 32 long: step 31 reads all 31 tokens, as one full forward does
+    feeder = ContextFeeder(model, seq[:, :31], True, context=32)
+    torch.testing.assert_close(feeder.logits(), model(seq[:, :31])[:, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_a_longer_context_with_learned_positions_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"exceeds block_size=16, .*pos_encoding=learned"):
+        generate(make("learned"), torch.zeros(1, 3, dtype=torch.long), 5, context=32)
+    with pytest.raises(ConfigError, match="context must be a number of tokens >= 1"):
+        generate(make("rope"), torch.zeros(1, 3, dtype=torch.long), 5, context=0)
+
+
 # zero_init_proj changes only the initial weights, which make() replaces
 EVERY_LEVER = dict(short_conv=3, value_embeds=True, unet_skips=True, logit_softcap=5.0, activation="relu2")
+
+
+def test_every_lever_decodes_exactly_in_a_context_twice_block_size():
+    """The levers keep no state sized by block_size: with context=32 on a model of 16, the short
+    convolutions' cached inputs and the value embeddings follow the longer window."""
+    model, seq = make("rope", "manual", **EVERY_LEVER), torch.randint(V, (2, 40))
+    cached, full = (ContextFeeder(model, seq[:, :5], c, context=32) for c in (True, False))
+    for t in range(5, seq.size(1)):
+        torch.testing.assert_close(cached.logits(), full.logits(), rtol=1e-4, atol=1e-4)
+        cached.append(seq[:, t])
+        full.append(seq[:, t])
 
 
 @pytest.mark.parametrize("levers", [{"short_conv": 3}, EVERY_LEVER], ids=["short_conv", "every_lever"])

@@ -32,6 +32,7 @@ from minigpt.inference.generation import check_decoding_memory, pick_device
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
 from minigpt.io import json_safe, markdown_code, printable
 from minigpt.model import GPT
+from minigpt.probes import text_windows
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
 from minigpt.threads import resolve_threads, using_threads
 
@@ -77,6 +78,8 @@ def check_options(cfg: DictConfig) -> dict:
     stride = cfg.get("stride")
     if stride is not None:
         check_int(stride, "stride", 1, "null = block_size")
+    if cfg.get("context") is not None:
+        check_int(cfg.context, "context", 1, "null = block_size")
     check_unknown(cfg.get("unknown", "error"))
     resolve_threads(cfg.get("threads", "auto"), 1, 1)  # a bad value: one line before the checkpoint loads
     gen = cfg.generation
@@ -94,17 +97,31 @@ def check_options(cfg: DictConfig) -> dict:
 # --------------------------------------------------------------------------- loss of a text
 
 
+def window_length(model: GPT, context: int | None) -> int:
+    """The inputs of one scored window: `context` tokens (None: block_size). Longer than
+    block_size only where the position encoding computes any position (`GPT.check_length`
+    refuses learned positions in one line)."""
+    if context is None:
+        return model.config.block_size
+    check_int(context, "context", 1, "null = block_size")
+    if hasattr(model, "check_length"):
+        model.check_length(context)
+    return context
+
+
 @torch.no_grad()
-def token_losses(model: GPT, ids: torch.Tensor, stride: int | None = None, batch_size: int = 64) -> torch.Tensor:
+def token_losses(
+    model: GPT, ids: torch.Tensor, stride: int | None = None, batch_size: int = 64, context: int | None = None
+) -> torch.Tensor:
     """-log p(ids[t] | what precedes it in its window) for t = 1..N-1: a tensor of N-1 nats.
 
-    Windows of `block_size` inputs start at 0, stride, 2*stride, ... and one last window ends
-    at the final character, so every character after the first is scored exactly once.
+    Windows of `context` inputs (None: block_size) start at 0, stride, 2*stride, ... and one last
+    window ends at the final character, so every character after the first is scored exactly once.
     """
-    T = model.config.block_size
+    T = window_length(model, context)
     stride = T if stride is None else stride
     if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= T:
-        raise ConfigError(f"stride must be an integer between 1 and block_size={T}, got {stride!r}")
+        raise ConfigError(f"stride must be an integer between 1 and the window of {T} tokens, got {stride!r}")
     check_int(batch_size, "batch_size", 1)
     ids = ids.reshape(-1).long()  # corpora may be stored as uint8
     n_pred = ids.numel() - 1
@@ -133,6 +150,33 @@ def token_losses(model: GPT, ids: torch.Tensor, stride: int | None = None, batch
             out[batch_starts[row] : batch_starts[row] + width] = nll[row]
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def loss_by_position(model: GPT, ids: torch.Tensor, context: int | None = None, batch_size: int = 64) -> torch.Tensor:
+    """Mean loss (nats) at each position 0..context-1 of the consecutive non-overlapping windows of
+    `context` tokens (None: block_size) that fit in `ids`: (context,). Position p predicts its
+    token from p + 1 tokens, so the curve falls as context grows, until positions the model never
+    saw in training, where an encoding that does not extrapolate turns it up again."""
+    T = window_length(model, context)
+    check_int(batch_size, "batch_size", 1)
+    windows = text_windows(ids, T)
+    if windows.size(0) == 0:
+        raise DataError(f"the text has {ids.numel()} tokens, too few for one window of {T} + 1; pass a longer text")
+    device = next(model.parameters()).device
+    short = memory_shortfall(activation_bytes(model.config, min(batch_size, windows.size(0)), T, False), device)
+    if short:
+        raise ConfigError(f"scoring batch_size={batch_size} windows of {T} tokens at once {short}; lower batch_size")
+    total = torch.zeros(T, dtype=torch.float64)
+    was_training = model.training
+    model.eval()
+    for batch in windows.split(batch_size):
+        batch = batch.to(device)
+        logits = model(batch[:, :-1])  # (B, T, V)
+        nll = F.cross_entropy(logits.transpose(1, 2).float(), batch[:, 1:], reduction="none")  # (B, T)
+        total += nll.sum(0).double().cpu()
+    model.train(was_training)
+    return (total / windows.size(0)).float()
 
 
 def loss_metrics(losses: torch.Tensor) -> dict[str, float]:
@@ -182,10 +226,14 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def self_perplexity(model: GPT, prompts: torch.Tensor, continuations: torch.Tensor, stride: int | None) -> float:
-    """The model's perplexity of continuations (B, R) given their prompts (B, P)."""
+def self_perplexity(
+    model: GPT, prompts: torch.Tensor, continuations: torch.Tensor, stride: int | None, context: int | None = None
+) -> float:
+    """The model's perplexity of continuations (B, R) given their prompts (B, P), in windows of
+    `context` tokens (None: block_size)."""
     R = continuations.size(1)
-    losses = [token_losses(model, torch.cat([p, c]).cpu(), stride)[-R:] for p, c in zip(prompts, continuations)]
+    pairs = zip(prompts, continuations)
+    losses = [token_losses(model, torch.cat([p, c]).cpu(), stride, context=context)[-R:] for p, c in pairs]
     return math.exp(float(torch.cat(losses).mean()))
 
 
@@ -243,14 +291,22 @@ def _sampling_config(where: str, settings: dict) -> SamplingConfig:
 
 @torch.no_grad()
 def decode(
-    model: GPT, prompts: torch.Tensor, new_chars: int, settings: Mapping, seed: int | None, name: str = "?"
+    model: GPT,
+    prompts: torch.Tensor,
+    new_chars: int,
+    settings: Mapping,
+    seed: int | None,
+    name: str = "?",
+    context: int | None = None,
 ) -> torch.Tensor:
     """Continuations (B, new_chars) of prompts (B, P) by strategy `name`: beam search when
-    `num_beams` > 1 (one prompt at a time), otherwise sampling with `SamplingConfig(**settings)`."""
+    `num_beams` > 1 (one prompt at a time), otherwise sampling with `SamplingConfig(**settings)`;
+    the model reads at most `context` tokens (None: block_size)."""
     num_beams, length_penalty, cfg = parse_strategy(name, settings)
     if cfg is None:
-        return torch.stack([beam_search(model, p[None], new_chars, num_beams, length_penalty)[0].ids for p in prompts])
-    out = generate(model, prompts, new_chars, cfg, generator=make_generator(seed, prompts.device))
+        beams = [beam_search(model, p[None], new_chars, num_beams, length_penalty, context=context) for p in prompts]
+        return torch.stack([b[0].ids for b in beams])
+    out = generate(model, prompts, new_chars, cfg, generator=make_generator(seed, prompts.device), context=context)
     return out[:, prompts.size(1) :]
 
 
@@ -284,13 +340,15 @@ def generation_table(
     new_chars: int = 100,
     seed: int | None = 1337,
     stride: int | None = None,
+    context: int | None = None,
 ) -> tuple[list[dict], list[str], dict[str, list[str]]]:
     """Continue `prompts` evenly spaced snippets of `ids` with every strategy and score them
     against the text that really follows: BLEU over character 4-grams (word 4-grams of 100
     characters almost never match, which makes word BLEU 0 for every strategy) and chrF
     (character 6-grams), both x 100,
     distinct-1/2 and the model's perplexity of its own continuations. The first row, `reference`,
-    scores the held-out continuations themselves (distinct-n and perplexity only).
+    scores the held-out continuations themselves (distinct-n and perplexity only). The model reads
+    at most `context` tokens (None: block_size).
 
     Returns the rows, the prompts as text, and each strategy's continuations (one per prompt)."""
     model, tok = loaded.model, loaded.tokenizer
@@ -310,12 +368,12 @@ def generation_table(
             "chrf": math.nan,
             "distinct_1": distinct_n(references, 1),
             "distinct_2": distinct_n(references, 2),
-            "self_ppl": self_perplexity(model, prompt_ids, reference_ids, stride),
+            "self_ppl": self_perplexity(model, prompt_ids, reference_ids, stride, context),
         }
     ]
     samples = {"reference": references}
     for name, settings in strategies.items():
-        out = decode(model, prompt_ids, new_chars, settings, seed, name)
+        out = decode(model, prompt_ids, new_chars, settings, seed, name, context)
         texts = [tok.decode(o.tolist()) for o in out]
         targets = [[r] for r in references]
         rows.append(
@@ -326,7 +384,7 @@ def generation_table(
                 "chrf": 100 * float(chrf_score(texts, targets, n_word_order=0)),
                 "distinct_1": distinct_n(texts, 1),
                 "distinct_2": distinct_n(texts, 2),
-                "self_ppl": self_perplexity(model, prompt_ids, out, stride),
+                "self_ppl": self_perplexity(model, prompt_ids, out, stride, context),
             }
         )
         samples[name] = texts
@@ -435,23 +493,27 @@ def run(cfg: DictConfig) -> dict:
     ids, description = evaluation_ids(loaded, data, cfg.get("unknown", "error"))
     gen = cfg.generation
     check_generation_fits(ids.numel(), gen.prompts, gen.prompt_chars, gen.new_chars, loaded.tokenizer.kind)
-    stride = cfg.get("stride")
+    stride, context = cfg.get("stride"), cfg.get("context")
+    window = window_length(loaded.model, context)  # a longer context with learned positions: one line, here
     batch, n_params, threads = cfg.get("batch_size", 64), loaded.model.num_params(), cfg.get("threads", "auto")
-    with using_threads(threads, n_params, batch * loaded.model.config.block_size):  # scoring: large passes
-        metrics = loss_metrics(token_losses(loaded.model, ids, stride, batch))
-    result = {"checkpoint": str(ckpt), "text": description, "stride": stride or loaded.model.config.block_size}
+    with using_threads(threads, n_params, batch * window):  # scoring: large passes
+        metrics = loss_metrics(token_losses(loaded.model, ids, stride, batch, context))
+        by_position = loss_by_position(loaded.model, ids, context, batch) if ids.numel() > window else None
+    result = {"checkpoint": str(ckpt), "text": description, "stride": stride or window, "context": window}
     result["quantize"] = quantize
     result.update(metrics)
+    result["block_size"] = loaded.model.config.block_size
+    result["loss_by_position"] = None if by_position is None else [round(float(v), 5) for v in by_position]
     beams = max((parse_strategy(name, s)[0] for name, s in strategies.items()), default=1)
     with using_threads(threads, n_params, gen.prompts * beams):  # decoding: one token per prompt a step
         rows, prompts, samples = generation_table(
-            loaded, ids, strategies, gen.prompts, gen.prompt_chars, gen.new_chars, gen.seed, stride
+            loaded, ids, strategies, gen.prompts, gen.prompt_chars, gen.new_chars, gen.seed, stride, context
         )
     result["generation"] = rows
     result["generation_settings"] = {k: gen[k] for k in ("prompts", "prompt_chars", "new_chars", "seed")}
     write_results(out_dir, result, prompts, samples, loaded.tokenizer.kind)
     unit = "characters" if loaded.tokenizer.kind == "char" else "tokens (loss, ppl and bpc are per token)"
-    print(f"{description}: {metrics['characters']:,} {unit}, stride {result['stride']}\n")
+    print(f"{description}: {metrics['characters']:,} {unit}, windows of {window}, stride {result['stride']}\n")
     print(markdown_table([result], ("loss", "ppl", "bpc")))
     print(
         f"\ngeneration: {gen.prompts} prompts of {gen.prompt_chars} characters, "

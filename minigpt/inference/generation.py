@@ -96,6 +96,8 @@ def check_counts(cfg: DictConfig) -> None:
     switches, beam search's."""
     for key, low in (("max_new_tokens", 0), ("num_samples", 1), ("num_beams", 1)):
         check_int(cfg.get(key), key, low)
+    if cfg.get("context") is not None:
+        check_int(cfg.context, "context", 1, "null = block_size")
     check_seed(cfg.get("seed"))
     resolve_threads(cfg.get("threads", "auto"), 1, 1)
     check_unknown(cfg.get("unknown", "error"))
@@ -121,6 +123,11 @@ def check_counts(cfg: DictConfig) -> None:
                 f"num_samples={cfg.num_samples} > num_beams={cfg.num_beams}: beam search keeps only "
                 f"num_beams sequences; raise num_beams or lower num_samples"
             )
+
+
+def context(cfg: DictConfig) -> int | None:
+    """The `context` option: the most tokens the model reads (None: its block_size)."""
+    return cfg.get("context")
 
 
 def unescape_stops(stop) -> list[str]:
@@ -170,7 +177,8 @@ def write_beams(loaded: LoadedModel, ids: torch.Tensor, cfg: DictConfig, stops: 
     """Beam search: write the `num_samples` best beams after the prompt; return their token count."""
     tok = loaded.tokenizer
     done = (lambda new: stop_index(tok.decode(new.tolist()), stops) is not None) if stops else None
-    beams = beam_search(loaded.model, ids, cfg.max_new_tokens, cfg.num_beams, cfg.length_penalty, cfg.use_cache, done)
+    model, new = loaded.model, cfg.max_new_tokens
+    beams = beam_search(model, ids, new, cfg.num_beams, cfg.length_penalty, cfg.use_cache, done, context=context(cfg))
     shown_prompt = tok.decode(ids[0].tolist())
     for rank, beam in enumerate(beams[: cfg.num_samples]):
         if cfg.num_samples > 1:
@@ -186,7 +194,8 @@ def decode_samples(
     """Sample into `samples` (one row each) until max_new_tokens or every one has stopped, writing
     the first one's text to `echo` as it comes when given; return the number of steps."""
     batch = ids.expand(len(samples), -1).contiguous()
-    steps = stream_tokens(loaded.model, batch, cfg.max_new_tokens, sampling_config(cfg), cfg.use_cache, generator)
+    sampling, new = sampling_config(cfg), cfg.max_new_tokens
+    steps = stream_tokens(loaded.model, batch, new, sampling, cfg.use_cache, generator, context=context(cfg))
     n = 0
     for step_ids in steps:
         n += 1
@@ -316,17 +325,21 @@ def run(cfg: DictConfig) -> None:
     device = pick_device(device_for(quantize, cfg.device))
     quantize = check_quantize(quantize, device)
     loaded = load_model(ckpt, device)
+    if context(cfg) is not None and hasattr(loaded.model, "check_length"):
+        loaded.model.check_length(context(cfg))  # learned positions refuse a longer window before any output
     n_params = loaded.model.num_params()  # counted before quantizing, which hides weights in packed buffers
     loaded.model = quantize_model(loaded.model, quantize)
     with using_threads(cfg.get("threads", "auto"), n_params, max(cfg.num_samples, cfg.num_beams)) as threads:
         print(
             f"[minigpt] checkpoint {printable(loaded.path)} | {n_params:,} parameters{' (int8)' if quantize else ''} | "
-            f"block {loaded.model.config.block_size} | {getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
+            f"block {loaded.model.config.block_size}{f' | context {context(cfg)}' if context(cfg) else ''} | "
+            f"{getattr(loaded.model.config, 'pos_encoding', 'lstm')} | "
             f"device {device}{f' | {threads} thread' + 's' * (threads > 1) if device.type == 'cpu' else ''}",
             file=sys.stderr,
         )
         out = PrintableText(sys.stdout)  # the vocabulary comes from a file: no character of it acts on the terminal
-        for index, prompt in enumerate(read_prompts(cfg, loaded.model.config.block_size)):
+        window = context(cfg) or loaded.model.config.block_size
+        for index, prompt in enumerate(read_prompts(cfg, window)):
             start = time.perf_counter()
             try:
                 n = complete(loaded, prompt, cfg, device, out, prompt_index=index)
