@@ -14,9 +14,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from minigpt.checkpoint.format import read_checkpoint, read_meta
-from minigpt.cli import REPO_ROOT, SEED_MAX, check_added_keys, check_run_place, check_seed, check_sweep
 from minigpt.errors import ConfigError, RunDirError
 from minigpt.inference.generation import pick_device
+from minigpt.io import REPO_ROOT, check_run_place
+from minigpt.options import SEED_MAX, check_added_keys, check_seed
+from minigpt.sweep import check_sweep
 from minigpt.training.run import check_resumed_options, train
 
 BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

@@ -21,7 +21,7 @@ from minigpt.analysis.metrics import token_losses
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
-from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, read_text_file, require
+from minigpt.cli import require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.figures import (
     plot_attention,
@@ -32,8 +32,9 @@ from minigpt.figures import (
     plot_residual_norms,
 )
 from minigpt.inference.generation import pick_device
-from minigpt.io import markdown_code, printable
+from minigpt.io import check_out_dir, markdown_code, printable, read_text_file
 from minigpt.model import GPT
+from minigpt.options import check_int, check_seed, check_unknown
 from minigpt.probes import (
     attention_entropy,
     attention_maps,

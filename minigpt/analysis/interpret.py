@@ -32,7 +32,7 @@ from minigpt.analysis.explorer import attention_band, explorer_page, head_record
 from minigpt.analysis.metrics import evaluation_ids
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
-from minigpt.cli import check_int, check_out_dir, check_unknown, require
+from minigpt.cli import require
 from minigpt.errors import DataError, MinigptError
 from minigpt.figures import (
     plot_ablation,
@@ -43,8 +43,9 @@ from minigpt.figures import (
     show_char,
 )
 from minigpt.inference.generation import pick_device
-from minigpt.io import json_safe, markdown_code, printable
+from minigpt.io import check_out_dir, json_safe, markdown_code, printable
 from minigpt.model import GPT
+from minigpt.options import check_int, check_unknown
 from minigpt.probes import (
     HEAD_SCORES,
     dead_fraction,

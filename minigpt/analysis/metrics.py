@@ -25,13 +25,14 @@ from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import activation_bytes, memory_shortfall
-from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, require
+from minigpt.cli import require
 from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.inference.generation import check_decoding_memory, pick_device
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
-from minigpt.io import json_safe, markdown_code, printable
+from minigpt.io import check_out_dir, json_safe, markdown_code, printable
 from minigpt.model import GPT
+from minigpt.options import check_int, check_seed, check_unknown
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
 from minigpt.threads import resolve_threads, using_threads
 

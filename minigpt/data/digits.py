@@ -19,10 +19,10 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from minigpt.cli import check_int
 from minigpt.data.corpus import UnpaddedShards
 from minigpt.errors import ConfigError, DataError
 from minigpt.figures import plot_image_attention
+from minigpt.options import check_int
 from minigpt.tokenizer import CharTokenizer, Tokenizer
 from minigpt.vlm import IMAGE, VLM, VisionConfig, greedy_answer, image_attention
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from minigpt.cli import check_int
 from minigpt.data.corpus import CharDataModule
+from minigpt.options import check_int
 
 
 def repeat_segments(ids: torch.Tensor, min_len: int, max_len: int, seed: int) -> torch.Tensor:

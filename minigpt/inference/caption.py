@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from minigpt.checkpoint.format import field_error, first_line, read_checkpoint, shown
 from minigpt.checkpoint.load import check_loadable, weights_under
 from minigpt.checkpoint.weights import load_weights
-from minigpt.cli import check_int, check_out_dir, require
+from minigpt.cli import require
 from minigpt.data.digits import (
     CAPTION_PROMPT,
     CHANCE,
@@ -30,8 +30,9 @@ from minigpt.data.digits import (
 )
 from minigpt.errors import CheckpointError, DataError
 from minigpt.figures import plot_captions
-from minigpt.io import file_problem
+from minigpt.io import check_out_dir, file_problem
 from minigpt.model import GPTConfig
+from minigpt.options import check_int
 from minigpt.tokenizer import Tokenizer
 from minigpt.vlm import IMAGE, VLM
 

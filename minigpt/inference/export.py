@@ -30,8 +30,9 @@ from omegaconf import DictConfig
 from minigpt.architectures import arch_of
 from minigpt.checkpoint.format import LoadedModel, tokenizer_entry
 from minigpt.checkpoint.load import load_model
-from minigpt.cli import check_writable, require
+from minigpt.cli import require
 from minigpt.errors import ConfigError, MinigptError
+from minigpt.io import check_writable
 
 FORMATS = {"exported": ".pt2", "onnx": ".onnx"}
 EXPORT_EXTRA = 'pip install -e ".[export]"'

@@ -19,12 +19,13 @@ from omegaconf import DictConfig
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
-from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, require
+from minigpt.cli import require
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
-from minigpt.io import printable
+from minigpt.io import printable, read_text_file
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
+from minigpt.options import check_int, check_seed, check_unknown
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
 from minigpt.threads import resolve_threads, using_threads
 from minigpt.tokenizer import TextStream

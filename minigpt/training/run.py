@@ -26,19 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt.checkpoint.format import read_meta
 from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
-from minigpt.cli import (
-    build,
-    check_int,
-    check_run_place,
-    check_seed,
-    fail,
-    quiet_libraries,
-    run_dir_of,
-    swept_overrides,
-)
+from minigpt.cli import build, fail, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.figures import plot_loss_curve, tensorboard_tag
-from minigpt.io import json_safe, printable
+from minigpt.io import check_run_place, json_safe, printable
+from minigpt.options import check_int, check_seed
+from minigpt.sweep import swept_overrides
 from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.training.checkpoint_io import SafeCheckpointIO
