@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from minigpt.errors import MinigptError
 from minigpt.io import printable
-from minigpt.options import check_added_keys, check_finite_options
+from minigpt.options import check_job
 
 log = logging.getLogger("minigpt")
 
@@ -91,8 +91,7 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
         if in_multirun():
             return sweep_job(fn, cfg)
         with user_errors():
-            check_finite_options(cfg)
-            check_added_keys(cfg)
+            check_job(cfg)
             return fn(cfg)
 
     return wrapper
@@ -130,11 +129,11 @@ def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictCo
         @functools.wraps(fn)
         def main() -> Any:
             asked = os.environ.get("HYDRA_FULL_ERROR")
+            if asked_for_help(config_name):
+                return None
             try:
                 register()
                 check_overrides()  # an argument Hydra's parser cannot read: one line naming the character
-                if asked == "1":
-                    return composed()
                 os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises a composition error instead of printing it
                 return composed()
             except COMPOSE_ERRORS as e:
@@ -158,6 +157,17 @@ def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictCo
         return main
 
     return decorate
+
+
+def asked_for_help(config_name: str) -> bool:
+    """Print the tool's --help, made from its schema (`configs.tool_help`), when the command line
+    asks for it: only the tool's own groups and options, each with its type, default and meaning."""
+    if not any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        return False
+    from minigpt.configs import tool_help
+
+    print(tool_help(config_name))
+    return True
 
 
 def config_error(e: BaseException) -> str:
@@ -185,23 +195,17 @@ def config_error(e: BaseException) -> str:
     return ": ".join(parts[:2]) + "; see the options with --help, or the composed config with --cfg job"
 
 
-TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
 def _field_type(e: BaseException) -> str | None:
-    """`an integer (or null)`: what the typed field `e` failed on takes, in words; None when the
-    field is not a dataclass field of a simple type."""
+    """`an integer >= 1 (or null)`: what the typed field `e` failed on takes, in the words of its
+    declaration (`minigpt/schema.py`); None when the field is not a dataclass field."""
     import dataclasses
-    import typing
 
-    if not dataclasses.is_dataclass(e.object_type):
+    from minigpt.schema import declared, expected
+
+    if not dataclasses.is_dataclass(e.object_type) or str(e.key) not in declared(e.object_type):
         return None
-    hint = typing.get_type_hints(e.object_type).get(str(e.key))
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    word = TYPE_WORDS.get(args[0])
-    if word is None:
-        return None
-    return f"{word} (or null)" if type(None) in typing.get_args(hint) else word
+    hint, meta = declared(e.object_type)[str(e.key)]
+    return expected(hint, meta)
 
 
 def _unknown_key(e: BaseException) -> str:

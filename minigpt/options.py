@@ -7,6 +7,7 @@ import math
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from minigpt.configs import check_composed
 from minigpt.errors import ConfigError
 
 
@@ -95,34 +96,20 @@ def check_finite_options(cfg: object, prefix: str = "") -> None:
         check_finite_options(value, name)
 
 
-def check_int(value, name: str, low: int, hint: str = "") -> int:
-    """`value` if it is an integer >= `low`, else one line naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}{'; ' + hint if hint else ''}")
-    return value
-
-
-# what every random generator a seed reaches accepts: numpy and Lightning's seed_everything take
-# 0 ... 2**32 - 1, torch more
-SEED_MAX = 2**32 - 1
-
-
-def check_seed(seed, name: str = "seed", required: bool = False) -> int | None:
-    """`seed` if it is an integer from 0 to SEED_MAX, or null (a random seed) unless `required`,
-    else one line naming the option."""
-    if seed is None and not required:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        shown = f"an integer of {seed.bit_length()} bits" if isinstance(seed, int) and seed > 10**100 else repr(seed)
-        raise ConfigError(
-            f"{name} must be an integer from 0 to {SEED_MAX}{'' if required else ' (or null for a random one)'}, "
-            f"got {shown}"
-        )
-    return seed
-
-
 def check_unknown(unknown) -> str:
     """The policy for characters outside the vocabulary: error, skip or one replacement character."""
-    if not isinstance(unknown, str) or (unknown not in ("error", "skip") and len(unknown) != 1):
+    if unknown not in ("error", "skip") and len(str(unknown)) != 1:  # a string: the tools' schemas say so
         raise ConfigError(f"unknown={unknown!r} is not a policy: use error, skip or one character of the vocabulary")
     return unknown
+
+
+def check_job(cfg: DictConfig) -> None:
+    """What every Hydra job checks before its tool starts: no NaN or infinity anywhere, every
+    `+key` read by something, and every declared option against its declaration
+    (`minigpt/configs.py` `check_composed`, the same check `configs.compose` runs)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    check_finite_options(cfg)
+    check_added_keys(cfg)
+    if HydraConfig.initialized():
+        check_composed(cfg, HydraConfig.get().job.config_name)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from minigpt.cli import USER_ERRORS, fail, is_out_of_memory, one_line
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.io import check_run_place, printable
-from minigpt.options import check_added_keys, check_finite_options
+from minigpt.options import check_job
 
 # the jobs of this process's sweep that failed with a user error, for SweepOutcome
 FAILED_JOBS: list[str] = []
@@ -68,8 +68,7 @@ def sweep_job(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     label = f"job {hydra_cfg.job.num} ({','.join(swept_overrides()) or 'no overrides'})"
     SWEEP.running, SWEEP.signal = label, None
     try:
-        check_finite_options(cfg)
-        check_added_keys(cfg)
+        check_job(cfg)
         result = fn(cfg)
     except (*USER_ERRORS, MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not is_out_of_memory(e):

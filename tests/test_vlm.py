@@ -80,7 +80,7 @@ def test_patch_embedding_projects_each_patch_and_adds_its_place():
 def test_an_image_size_the_patch_does_not_divide_is_one_line():
     with pytest.raises(ConfigError, match=r"^patch_size=3 does not divide the 8x8 images; choose one of 1, 2, 4, 8$"):
         VisionConfig(image_size=8, patch_size=3)
-    with pytest.raises(ConfigError, match="vision.channels must be a positive integer"):
+    with pytest.raises(ConfigError, match="vision.channels must be an integer >= 1"):
         VisionConfig(channels=0)
 
 

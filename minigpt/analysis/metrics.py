@@ -26,13 +26,14 @@ from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import activation_bytes, memory_shortfall
 from minigpt.cli import require
+from minigpt.configs import check_composed
 from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.inference.generation import check_decoding_memory, pick_device
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
 from minigpt.io import check_out_dir, json_safe, markdown_code, printable
 from minigpt.model import GPT
-from minigpt.options import check_int, check_seed, check_unknown
+from minigpt.options import check_unknown
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
 from minigpt.threads import resolve_threads, using_threads
 
@@ -74,16 +75,10 @@ def check_generation_fits(n_ids: int, prompts: int, prompt_chars: int, new_chars
 def check_options(cfg: DictConfig) -> dict:
     """Every option that needs no checkpoint, checked before the checkpoint is loaded; returns
     the strategies as plain dicts."""
-    check_int(cfg.get("batch_size", 64), "batch_size", 1, "the windows scored at once")
-    stride = cfg.get("stride")
-    if stride is not None:
-        check_int(stride, "stride", 1, "null = block_size")
+    check_composed(cfg, "evaluate")  # types, choices and ranges, as EvaluateOptions declares them
     check_unknown(cfg.get("unknown", "error"))
     resolve_threads(cfg.get("threads", "auto"), 1, 1)  # a bad value: one line before the checkpoint loads
     gen = cfg.generation
-    for key in ("prompts", "prompt_chars", "new_chars"):
-        check_int(gen.get(key), f"generation.{key}", 1)
-    check_seed(gen.get("seed"), "generation.seed")
     strategies = OmegaConf.to_container(gen.strategies, resolve=True) if gen.get("strategies") is not None else {}
     if not isinstance(strategies, dict):
         raise ConfigError(f"generation.strategies must map names to decoding options, got {strategies!r}")
@@ -104,9 +99,8 @@ def token_losses(model: GPT, ids: torch.Tensor, stride: int | None = None, batch
     """
     T = model.config.block_size
     stride = T if stride is None else stride
-    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= T:
+    if not 1 <= stride <= T:  # its type and lower bound are EvaluateOptions' (minigpt/configs.py)
         raise ConfigError(f"stride must be an integer between 1 and block_size={T}, got {stride!r}")
-    check_int(batch_size, "batch_size", 1)
     ids = ids.reshape(-1).long()  # corpora may be stored as uint8
     n_pred = ids.numel() - 1
     if n_pred < 1:
