@@ -26,7 +26,7 @@ from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import activation_bytes, memory_shortfall
 from minigpt.cli import require
-from minigpt.configs import check_composed
+from minigpt.configs import EvaluateOptions, check_composed
 from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.inference.generation import check_decoding_memory, pick_device
@@ -35,6 +35,7 @@ from minigpt.io import check_out_dir, json_safe, markdown_code, printable
 from minigpt.model import GPT
 from minigpt.options import check_unknown
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
+from minigpt.schema import check_values
 from minigpt.threads import resolve_threads, using_threads
 
 log = logging.getLogger("minigpt")
@@ -99,7 +100,8 @@ def token_losses(model: GPT, ids: torch.Tensor, stride: int | None = None, batch
     """
     T = model.config.block_size
     stride = T if stride is None else stride
-    if not 1 <= stride <= T:  # its type and lower bound are EvaluateOptions' (minigpt/configs.py)
+    check_values(EvaluateOptions, {"stride": stride, "batch_size": batch_size})  # as declared in configs.py
+    if stride > T:
         raise ConfigError(f"stride must be an integer between 1 and block_size={T}, got {stride!r}")
     ids = ids.reshape(-1).long()  # corpora may be stored as uint8
     n_pred = ids.numel() - 1
