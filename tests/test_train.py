@@ -180,7 +180,7 @@ def test_two_job_multirun_makes_two_tensorboard_runs(tmp_path, small_corpus):
 def test_config_errors_are_raised_before_training(tmp_path, small_corpus):
     with pytest.raises(ConfigError, match="not divisible"):
         train(train_cfg(tmp_path, small_corpus, "model.n_embd=30", "model.n_head=4"))
-    with pytest.raises(ConfigError, match="max_steps must be a positive"):
+    with pytest.raises(ConfigError, match="max_steps must be an integer >= 1"):
         train(train_cfg(tmp_path, small_corpus, "trainer.max_steps=0"))
     with pytest.raises(DataError, match="does not exist"):
         train(train_cfg(tmp_path, tmp_path / "nope.txt"))
