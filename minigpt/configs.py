@@ -376,22 +376,22 @@ def check_composed(cfg: DictConfig, config_name: str) -> None:
     interpolation (`${model.block_size}`) is checked as what it gives."""
     values = OmegaConf.to_container(cfg, resolve=True)
     if config_name in TOOL_OPTIONS:
-        check_node(TOOL_OPTIONS[config_name], values, "")
+        _check_node(TOOL_OPTIONS[config_name], values, "")
     for group in ("trainer", "optim", "scheduler", "data"):
         node = values.get(group)
         if isinstance(node, dict) and node.get("_target_") in TARGET_OPTIONS:
-            check_node(TARGET_OPTIONS[node["_target_"]], node, group)
+            _check_node(TARGET_OPTIONS[node["_target_"]], node, group)
     task = values.get("task")
     if config_name == "train" and isinstance(task, dict):
-        check_node(TASKS.get(task.get("name"), LMTask), task, "task")
+        _check_node(TASKS.get(task.get("name"), LMTask), task, "task")
 
 
-def check_node(cls: type, node: dict, prefix: str) -> None:
+def _check_node(cls: type, node: dict, prefix: str) -> None:
     """`check_values` on `node`, then on each nested node a field of `cls` declares as a dataclass."""
     check_values(cls, node, prefix)
     for name, (hint, _) in declared(cls).items():
         if dataclasses.is_dataclass(hint) and isinstance(node.get(name), dict):
-            check_node(hint, node[name], f"{prefix}.{name}" if prefix else name)
+            _check_node(hint, node[name], f"{prefix}.{name}" if prefix else name)
 
 
 # --------------------------------------------------------------------------- the tools' configs
