@@ -12,24 +12,22 @@ import torch
 import torch.nn as nn
 
 from minigpt.errors import ConfigError
+from minigpt.schema import check_fields, option
 
 
 @dataclass
 class LSTMConfig:
-    vocab_size: int
-    block_size: int = 64  # training window; the state starts at zero at the start of each window
-    n_layer: int = 2
-    n_embd: int = 256  # embedding and hidden size
-    dropout: float = 0.0
-    tie_weights: bool = True
+    """The LSTM's shape; travels inside every checkpoint of model=lstm."""
+
+    vocab_size: int = option(doc="tokens the model knows; set by the data's tokenizer", low=1)
+    block_size: int = option(64, doc="training window; the state starts at zero at each window's start", low=1)
+    n_layer: int = option(2, doc="stacked LSTM layers", low=1)
+    n_embd: int = option(256, doc="embedding and hidden size", low=1)
+    dropout: float = option(0.0, doc="dropout probability between layers", low=0, below=1)
+    tie_weights: bool = option(True, doc="the output layer shares its matrix with the embedding")
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+        check_fields(self, "model")  # types and ranges, as declared above
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,16 +18,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt.errors import ConfigError
+from minigpt.schema import check_fields, option
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
 ATTN_IMPLS = ("manual", "sdpa")
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
-CHOICES = {"pos_encoding": POS_ENCODINGS, "attn_impl": ATTN_IMPLS, "norm": NORMS, "activation": ACTIVATIONS}
-SWITCHES = ("bias", "residual", "scale_attn", "tie_weights", "qk_norm", "swap_qk")  # true or false
 # the budget recipes' levers: minigpt/levers.py builds them (build_gpt), the textbook GPT refuses them
 LEVERS = ("zero_init_proj", "logit_softcap", "value_embeds", "unet_skips", "short_conv")
-LEVER_SWITCHES = ("zero_init_proj", "value_embeds", "unet_skips")  # true or false
 
 
 # --8<-- [start:config]
@@ -35,65 +33,36 @@ LEVER_SWITCHES = ("zero_init_proj", "value_embeds", "unet_skips")  # true or fal
 class GPTConfig:
     """Everything that defines the network's shape; travels inside every checkpoint."""
 
-    vocab_size: int
-    block_size: int = 64
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
-    pos_encoding: str = "learned"  # learned | sinusoidal | rope | alibi | none
-    attn_impl: str = "sdpa"  # manual (the math below) | sdpa (torch's fused kernel)
-    norm: str = "layernorm"  # layernorm | rmsnorm | none
-    residual: bool = True  # False removes both skip connections (an ablation)
-    scale_attn: bool = True  # False drops the 1/sqrt(hs) factor (an ablation)
-    tie_weights: bool = True  # lm_head shares its matrix with the token embedding
-    activation: str = "gelu"  # gelu | gelu_tanh (GPT-2's tanh approximation) | relu2 (ReLU squared)
-    qk_norm: bool = False  # RMS-normalise queries and keys per head before the dot product
-    swap_qk: bool = False  # use the key projection as queries and the query one as keys (an ablation)
-    rope_base: float = 10000.0
-    mlp_ratio: int = 4  # the MLP's hidden width as a multiple of n_embd
-    init_std: float = 0.02  # std of the initial weights (GPT-2's); far larger saturates and kills units
+    vocab_size: int = option(doc="tokens the model knows; set by the data's tokenizer, not by a config", low=1)
+    block_size: int = option(64, doc="the longest context, in tokens", low=1)
+    n_layer: int = option(4, doc="transformer blocks", low=1)
+    n_head: int = option(4, doc="attention heads per block; n_embd must be divisible by it", low=1)
+    n_embd: int = option(128, doc="width of the residual stream", low=1)
+    dropout: float = option(0.0, doc="dropout probability (embeddings, attention, residual branches)", low=0, below=1)
+    bias: bool = option(True, doc="biases in the linear layers and norms")
+    pos_encoding: str = option("learned", doc="how positions enter the model", choices=POS_ENCODINGS)
+    attn_impl: str = option("sdpa", doc="manual (the math below) or sdpa (torch's fused kernel)", choices=ATTN_IMPLS)
+    norm: str = option("layernorm", doc="the normalisation before attention and MLP", choices=NORMS)
+    residual: bool = option(True, doc="false removes both skip connections (an ablation)")
+    scale_attn: bool = option(True, doc="false drops the 1/sqrt(hs) factor (an ablation)")
+    tie_weights: bool = option(True, doc="lm_head shares its matrix with the token embedding")
+    activation: str = option("gelu", doc="gelu, gelu_tanh (GPT-2's) or relu2 (ReLU squared)", choices=ACTIVATIONS)
+    qk_norm: bool = option(False, doc="RMS-normalise queries and keys per head before the dot product")
+    swap_qk: bool = option(False, doc="use the key projection as queries and the query one as keys (an ablation)")
+    rope_base: float = option(10000.0, doc="RoPE's base wavelength", above=0)
+    mlp_ratio: int = option(4, doc="the MLP's hidden width as a multiple of n_embd", low=1)
+    init_std: float = option(0.02, doc="std of the initial weights; far larger saturates units", above=0, below=1e3)
     # the budget recipes' levers, built by minigpt/levers.py (docs/performance.md measures each); off by default
-    zero_init_proj: bool = False  # residual branches' output projections start at zero
-    logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap), never beyond +-cap
-    value_embeds: bool = False  # each layer adds a learned per-token vector to its values
-    unet_skips: bool = False  # the first half's block outputs feed the second half, mirrored
-    short_conv: int = 0  # > 0: before attention and MLP, a causal convolution this wide (ShortConv)
+    zero_init_proj: bool = option(False, doc="residual branches' output projections start at zero")
+    logit_softcap: float = option(0.0, doc="> 0: logits = cap * tanh(logits / cap)", low=0, hint="0 = off")
+    value_embeds: bool = option(False, doc="each layer adds a learned per-token vector to its values")
+    unet_skips: bool = option(False, doc="the first half's block outputs feed the second half, mirrored")
+    short_conv: int = option(0, doc="> 0: a causal convolution this wide before each branch", low=0, hint="0 = off")
     # --8<-- [end:config]
 
     def __post_init__(self) -> None:
-        self._check_integers()
-        for name in SWITCHES + LEVER_SWITCHES:
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.dropout must be a number in [0, 1), got {self.dropout!r}")
-        if (
-            isinstance(self.init_std, bool)
-            or not isinstance(self.init_std, (int, float))
-            or not 0 < self.init_std < 1e3
-        ):
-            raise ConfigError(f"model.init_std must be a number in (0, 1000), got {self.init_std!r}")
-        cap = self.logit_softcap
-        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not (cap >= 0 and math.isfinite(cap)):
-            raise ConfigError(f"model.logit_softcap must be a number >= 0 (0 = off), got {self.logit_softcap!r}")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"model.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}"
-                )
+        check_fields(self, "model")  # types, choices and ranges, as declared above
         self._check_shapes()
-
-    def _check_integers(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio", "short_conv"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"model.{name} must be an integer, got {value!r}")
-            if name == "short_conv" and value < 0:
-                raise ConfigError(f"model.short_conv must be 0 (off) or a convolution width >= 1, got {value}")
-            if value <= 0 and name != "short_conv":
-                raise ConfigError(f"model.{name} must be positive, got {value}")
 
     def _check_shapes(self) -> None:
         """Combinations of sizes that the layers cannot be built with."""

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from minigpt.errors import ConfigError
 from minigpt.model import GPT
+from minigpt.schema import problem, shown
 
 
 @dataclass
@@ -159,8 +160,8 @@ class ContextFeeder:
     ) -> None:
         self.model = model
         self.context = model.config.block_size if context is None else context  # the window's length
-        if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 1:
-            raise ConfigError(f"context must be a number of tokens >= 1 (null = block_size), got {context!r}")
+        if words := problem(self.context, int, {"low": 1}):  # what generate's `context` option declares
+            raise ConfigError(f"context must be {words} (or null), got {shown(context)}; null = block_size")
         if hasattr(model, "check_length"):  # a learned position table refuses a longer window here, at once
             model.check_length(self.context)
         self.keep = self.context // 2 if keep is None else keep

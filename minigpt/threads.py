@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from minigpt.errors import ConfigError
+from minigpt.schema import problem
 
 AUTO_ONE_THREAD_BELOW = 256_000_000  # parameters x tokens of one forward pass
 
@@ -52,7 +53,7 @@ def resolve_threads(setting: int | str | None, parameters: int, tokens: int) -> 
     """`threads=` of generate and evaluate: auto (or null), or a count >= 1; one line otherwise."""
     if setting is None or setting == "auto":
         return auto_threads(parameters, tokens)
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+    if problem(setting, int, {"low": 1}) is not None:
         raise ConfigError(f"threads must be auto or a whole number >= 1, got {setting!r}")
     return min(setting, os.cpu_count() or setting)
 

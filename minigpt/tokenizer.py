@@ -16,8 +16,11 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from minigpt.errors import ConfigError, VocabularyError
+from minigpt.schema import problem, shown
 
 TOKENIZERS = ("char", "bpe")
+# the sizes a BPE vocabulary may have: more than the 256 bytes, at most what uint16 ids hold
+BPE_VOCAB_SIZES = {"above": 256, "high": 65536}
 
 
 def apply_unknown_policy(text: str, missing: list[str], unknown: str, known: Callable[[str], bool]) -> str:
@@ -154,8 +157,9 @@ class BPETokenizer:
     def train(cls, texts: Iterable[str], vocab_size: int) -> BPETokenizer:
         """Learn `vocab_size - 256` merges on top of the 256 bytes from `texts` (an iterator of
         chunks, so a large corpus is never held whole)."""
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 256 < vocab_size <= 65536:
-            raise ConfigError(f"data.bpe_vocab_size must be an integer in (256, 65536], got {vocab_size!r}")
+        words = problem(vocab_size, int, BPE_VOCAB_SIZES)
+        if words is not None:
+            raise ConfigError(f"data.bpe_vocab_size must be {words}, got {shown(vocab_size)}")
         tok = HFTokenizer(models.BPE())
         # GPT-2's pre-tokenizer: split into words, numbers, punctuation and spaces, mapped to bytes
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

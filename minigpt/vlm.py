@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from minigpt.errors import ConfigError
 from minigpt.model import GPT, GPTConfig, KVCache
+from minigpt.schema import check_fields, option
 
 # the character that marks an image in a text ("▦ plus ▦ is "); the tokenizer gives it an id, the
 # `image_token`, and each image's slots repeat that id once per patch
@@ -32,15 +33,12 @@ IMAGE = "\u25a6"
 class VisionConfig:
     """How images become tokens; travels inside a VLM checkpoint beside the GPTConfig."""
 
-    image_size: int = 8  # images are image_size x image_size pixels
-    patch_size: int = 2  # each token is one patch_size x patch_size square
-    channels: int = 1  # 1 for grey, 3 for colour
+    image_size: int = option(8, doc="images are image_size x image_size pixels", low=1)
+    patch_size: int = option(2, doc="each token is one patch_size x patch_size square", low=1)
+    channels: int = option(1, doc="1 for grey, 3 for colour", low=1)
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"vision.{name} must be a positive integer, got {value!r}")
+        check_fields(self, "vision")  # types and ranges, as declared above
         if self.image_size % self.patch_size != 0:
             divisors = [p for p in range(1, self.image_size + 1) if self.image_size % p == 0]
             raise ConfigError(

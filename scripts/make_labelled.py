@@ -19,8 +19,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from minigpt.cli import fail, read_text_file, user_errors
-from minigpt.io import atomic_write
+from minigpt.cli import fail, user_errors
+from minigpt.io import atomic_write, read_text_file
 
 HEADING = re.compile(r"[A-Z][A-Za-z' ]*:")
 

@@ -8,7 +8,7 @@ from conftest import ROOT, run_cli, train_cfg
 
 from minigpt.checkpoint.load import check_resumable, load_model
 from minigpt.data.corpus import CharDataModule, encode_corpus
-from minigpt.errors import CheckpointError, ConfigError, DataError, VocabularyError
+from minigpt.errors import CheckpointError, ConfigError, VocabularyError
 from minigpt.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_serialized
 from minigpt.training.run import train
 
@@ -71,7 +71,7 @@ def test_data_module_option(small_corpus):
     dm.setup()
     assert dm.tokenizer.kind == "bpe" and dm.tokenizer.vocab_size == 300
     assert str(dm.train_data.dtype) == "torch.uint16"  # 2 bytes a token once past 256
-    with pytest.raises(DataError, match="data.tokenizer='words' is unknown; choose one of char, bpe"):
+    with pytest.raises(ConfigError, match="data.tokenizer='words' is unknown; choose one of char, bpe"):
         CharDataModule(block_size=16, path=str(small_corpus), tokenizer="words")
 
 

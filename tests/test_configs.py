@@ -41,8 +41,10 @@ def test_the_schemas_are_the_dataclasses_fields():
 
 
 def test_a_wrong_type_stops_composition_with_the_key():
-    assert compose_error("train", "model.n_layer=abc") == "model.n_layer must be an integer, got 'abc'"
-    assert compose_error("generate", "ckpt=x", "seed=abc") == "seed must be an integer (or null), got 'abc'"
+    assert compose_error("train", "model.n_layer=abc") == "model.n_layer must be an integer >= 1, got 'abc'"
+    assert compose_error("generate", "ckpt=x", "seed=abc") == (
+        "seed must be an integer from 0 to 4294967295 (or null), got 'abc'"
+    )
 
 
 def test_an_unknown_key_names_the_closest_one():
@@ -70,7 +72,7 @@ def test_the_command_line_gets_one_line_and_exit_code_2():
         [sys.executable, "train.py", "model.n_embd=wide"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: model.n_embd must be an integer, got 'wide'"]
+    assert result.stderr.strip().splitlines() == ["error: model.n_embd must be an integer >= 1, got 'wide'"]
 
 
 def test_a_sweep_with_cfg_is_one_line_saying_what_to_do_instead(monkeypatch, capsys):
@@ -82,3 +84,138 @@ def test_a_sweep_with_cfg_is_one_line_saying_what_to_do_instead(monkeypatch, cap
     assert exit_.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: Only one of --run, --multirun") and "drop -m" in line
+
+
+# --------------------------------------------------------------------------- every option against its schema
+
+GROUPS = ("model", "optim", "scheduler", "data", "trainer", "callbacks", "task", "ablation", "experiment")
+TARGET_GROUPS = ("trainer", "optim", "scheduler", "data")
+
+
+def group_options() -> list[tuple[str, str]]:
+    return [
+        (group, str(path.relative_to(CONF / group).with_suffix("")))
+        for group in GROUPS
+        for path in sorted((CONF / group).rglob("*.yaml"))
+    ]
+
+
+def undeclared(cls: type, node: dict, prefix: str = "") -> list[str]:
+    """Keys of `node` its schema `cls` does not declare (nested schemas followed)."""
+    import dataclasses
+
+    from minigpt.schema import declared
+
+    fields, out = declared(cls), []
+    for key, value in node.items():
+        if key in ("_target_", "_partial_"):
+            continue
+        if key not in fields:
+            out.append(f"{prefix}{key}")
+        elif dataclasses.is_dataclass(fields[key][0]) and isinstance(value, dict):
+            out += undeclared(fields[key][0], value, f"{prefix}{key}.")
+    return out
+
+
+@pytest.mark.parametrize(("group", "option"), group_options())
+def test_every_group_option_composes_against_its_schema(group, option):
+    """Each YAML of conf/<group>/ composes and passes `check_composed`, and each group node with a
+    `_target_` has a schema that declares every key it sets."""
+    from minigpt.configs import TARGET_OPTIONS, TASKS, TOOL_OPTIONS
+    from minigpt.configs import compose as checked_compose
+
+    cfg = OmegaConf.to_container(checked_compose("train", [f"{group}={option}"]), resolve=False)
+    for name in TARGET_GROUPS:
+        target = cfg[name]["_target_"]
+        assert target in TARGET_OPTIONS, f"{name}: no schema for {target}"
+        assert undeclared(TARGET_OPTIONS[target], cfg[name]) == [], f"{name} of {group}={option}"
+    assert undeclared(TASKS[cfg["task"]["name"]], cfg["task"]) == []
+    top = {k: v for k, v in cfg.items() if k not in (*GROUPS, "model")}
+    assert undeclared(TOOL_OPTIONS["train"], top) == []
+
+
+TOOLS = sorted(p.stem for p in CONF.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_config_composes_against_its_schema(tool):
+    """Every tool of conf/*.yaml has a schema declaring every key of its config, and its config
+    composes and passes `check_composed` as it ships."""
+    from minigpt.configs import TOOL_OPTIONS
+    from minigpt.configs import compose as checked_compose
+
+    assert tool in TOOL_OPTIONS, f"conf/{tool}.yaml has no schema in minigpt/configs.py"
+    cfg = OmegaConf.to_container(checked_compose(tool), resolve=False)
+    if tool == "train":
+        cfg = {k: v for k, v in cfg.items() if k not in GROUPS}
+    assert undeclared(TOOL_OPTIONS[tool], cfg) == []
+
+
+@pytest.mark.parametrize(
+    ("tool", "override", "message"),
+    [
+        ("train", "trainer.max_steps=0", "trainer.max_steps must be an integer >= 1, got 0"),
+        ("train", "optim=muon optim.ns_steps=0", "optim.ns_steps must be an integer >= 1, got 0"),
+        (
+            "train",
+            "scheduler=wsd scheduler.decay_fraction=2",
+            "scheduler.decay_fraction must be a number in [0, 1], got 2",
+        ),
+        ("train", "task=classify task.pooling=max", "task.pooling='max' is unknown; choose one of last, mean"),
+        ("train", "data=repeats data.min_len=0", "data.min_len must be an integer >= 1, got 0"),
+        ("evaluate", "ckpt=x generation.prompts=0", "generation.prompts must be an integer >= 1, got 0"),
+        ("interpret", "ckpt=x max_chars=1", "max_chars must be an integer >= 2, got 1"),
+        ("export", "ckpt=x format=tflite", "format='tflite' is unknown; choose one of exported, onnx"),
+        ("caption", "ckpt=x n_examples=0", "n_examples must be an integer >= 1, got 0"),
+        ("report", "dir=x log_y=2", "log_y must be true or false, got 2"),
+        ("generate", "ckpt=x num_beams=0", "num_beams must be an integer >= 1, got 0"),
+    ],
+)
+def test_a_value_outside_its_declaration_is_one_line_at_composition(tool, override, message):
+    """The declared range or choices refuse a value when Python composes a config, as on the
+    command line (`hydra_tool` runs the same `check_composed`)."""
+    from minigpt.configs import compose as checked_compose
+    from minigpt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        checked_compose(tool, override.split())
+    assert str(error.value).startswith(message)
+
+
+# the pattern of a hand-written type test (`isinstance(v, bool) or not isinstance(v, int)`)
+TYPE_TEST = r"isinstance\((?P<v>[\w.]+), bool\)\s*or\s*not\s+isinstance\((?P=v), \(?(int|float)"
+# modules that check untrusted files (a checkpoint's contents, a sweep job's summary.json), whose
+# values are data rather than options, and the one mechanism itself
+NOT_CONFIG = ("minigpt/schema.py", "minigpt/checkpoint/", "minigpt/training/resume.py", "minigpt/analysis/report.py")
+
+
+def test_no_hand_written_type_test_of_a_config_value_is_left():
+    """Types of config values are declared once and checked by minigpt/schema.py: no module tests
+    them by hand."""
+    import re
+
+    hits = []
+    for path in sorted((ROOT / "minigpt").rglob("*.py")):
+        name = str(path.relative_to(ROOT))
+        if name.startswith(NOT_CONFIG):
+            continue
+        text = path.read_text(encoding="utf-8")
+        hits += [f"{name}:{text.count(chr(10), 0, m.start()) + 1}" for m in re.finditer(TYPE_TEST, text)]
+    assert hits == []
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_each_tools_help_lists_its_own_options_from_its_schema(tool):
+    """--help (`tool_help`): every option of the tool's schema with a default and what it takes,
+    no group of another tool; train's fits one screen ahead of --cfg job."""
+    from minigpt.configs import TOOL_OPTIONS, option_lines, tool_help
+
+    text = tool_help(tool)
+    listed = {line.split()[0] for line in text.splitlines() if line.startswith("  ") and len(line.split()) > 2}
+    declared_keys = {line.split()[0] for line in option_lines(TOOL_OPTIONS[tool], {})}
+    assert declared_keys <= listed
+    assert "--cfg job" in text
+    if tool == "train":
+        assert len(text.splitlines()) <= 45 and "  optim " in text and "  seed " in text
+    else:
+        assert not {"optim", "scheduler", "ablation", "trainer"} & listed

@@ -159,7 +159,7 @@ def bad_files(tmp_path_factory) -> dict:
         (["temperatures=[-1,0]"], "temperatures must be numbers >= 0 (0 = greedy) such as [0.5,1.0], got -1"),
         (["temperatures=abc"], "temperatures must be numbers >= 0 (0 = greedy) such as [0.5,1.0], got 'abc'"),
         (["max_new_tokens=-1"], "max_new_tokens must be an integer >= 0, got -1"),
-        (["seed=abc"], "seed must be an integer from 0 to 4294967295 (or null for a random one), got 'abc'"),
+        (["seed=abc"], "seed must be an integer from 0 to 4294967295 (or null), got 'abc'"),
         (["unknown=xy"], "unknown='xy' is not a policy"),
         (["text=''"], 'text is empty; pass text="some text" or text_file=PATH'),
         (["text_file={binary}"], "text_file {binary} is not UTF-8 text (byte 0x80 at offset 128)"),

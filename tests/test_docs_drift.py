@@ -571,3 +571,15 @@ def test_the_file_tree_of_the_contributing_page_names_every_module():
     named = set(re.findall(r"[\w]+\.py", tree))
     missing = [str(p.relative_to(ROOT)) for p in modules if p.name not in named and "commands" not in p.parts]
     assert missing == []
+
+
+def test_the_option_reference_of_configs_md_is_the_schemas():
+    """docs/configs.md's "Every option" section is what scripts/config_reference.py writes from the
+    schemas: a new option, default, range or meaning shows there or this fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "scripts" / "config_reference.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    text = (DOCS / "configs.md").read_text(encoding="utf-8")
+    assert script.with_reference(text) == text, "run python scripts/config_reference.py"

@@ -233,8 +233,8 @@ def evaluate_with_config(ckpt, *overrides: str) -> dict:
     ("override", "message"),
     [
         ("batch_size=0", "batch_size must be an integer >= 1, got 0"),
-        ("stride=0", "stride must be an integer >= 1, got 0"),
-        ("context=0", "context must be an integer >= 1, got 0"),
+        ("stride=0", "stride must be an integer >= 1 (or null), got 0; null = block_size"),
+        ("context=0", "context must be an integer >= 1 (or null), got 0; null = block_size"),
         ("generation.prompts=0", "generation.prompts must be an integer >= 1, got 0"),
         ("generation.seed=abc", "generation.seed must be an integer"),
         ("unknown=xy", "unknown='xy' is not a policy"),

@@ -14,9 +14,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from minigpt.checkpoint.format import read_checkpoint, read_meta
-from minigpt.cli import REPO_ROOT, SEED_MAX, check_added_keys, check_run_place, check_seed, check_sweep
+from minigpt.configs import SEED_MAX, GenerateOptions, TrainOptions
 from minigpt.errors import ConfigError, RunDirError
 from minigpt.inference.generation import pick_device
+from minigpt.io import REPO_ROOT, check_run_place
+from minigpt.options import check_added_keys
+from minigpt.schema import check_values
+from minigpt.sweep import check_sweep
 from minigpt.training.run import check_resumed_options, train
 
 BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -26,11 +30,12 @@ OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 @pytest.mark.parametrize("seed", ["abc", "", 10**21, -1, SEED_MAX + 1, True, 1.5, 2**20000], ids=range(8))
 def test_a_seed_outside_what_numpy_torch_and_lightning_accept_is_one_line(seed):
     with pytest.raises(ConfigError, match=rf"^seed must be an integer from 0 to {SEED_MAX}") as error:
-        check_seed(seed)
+        check_values(GenerateOptions, {"seed": seed})
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
-    assert check_seed(SEED_MAX) == SEED_MAX and check_seed(None) is None
+    check_values(GenerateOptions, {"seed": SEED_MAX})
+    check_values(GenerateOptions, {"seed": None})  # generate draws a random seed
     with pytest.raises(ConfigError, match=r"^seed must be an integer from 0 to \d+, got None$"):
-        check_seed(None, required=True)  # train seeds every step's dropout: it needs one
+        check_values(TrainOptions, {"seed": None})  # train seeds every step's dropout: it needs one
 
 
 def test_train_refuses_a_bad_seed_before_writing_anything(tmp_path, small_corpus):

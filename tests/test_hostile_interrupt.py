@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import ROOT
 
-from minigpt import cli
+from minigpt import sweep as sweeps
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -67,10 +67,12 @@ def test_one_ctrl_c_stops_a_sweep_after_the_running_job_saved(tmp_path, small_co
 
 
 def test_the_ctrl_c_line_names_the_jobs_that_ended_and_those_not_run(monkeypatch):
-    monkeypatch.setattr(cli, "SWEEP", cli.SweepProgress())
-    assert cli.interrupted() == "interrupted"  # not a sweep
-    monkeypatch.setattr(cli, "SWEEP", cli.SweepProgress(jobs=4, ended=["job 0 (seed=1)"], running="job 1 (seed=2)"))
-    assert cli.interrupted() == (
+    monkeypatch.setattr(sweeps, "SWEEP", sweeps.SweepProgress())
+    assert sweeps.interrupted() == "interrupted"  # not a sweep
+    monkeypatch.setattr(
+        sweeps, "SWEEP", sweeps.SweepProgress(jobs=4, ended=["job 0 (seed=1)"], running="job 1 (seed=2)")
+    )
+    assert sweeps.interrupted() == (
         "interrupted: the sweep stopped (ended: job 0 (seed=1); interrupted before it could save: job 1 (seed=2); "
         "not run: 2 job(s))"
     )

@@ -158,7 +158,7 @@ def test_non_finite_decoding_options_are_refused(field, value):
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_a_non_finite_length_penalty_is_refused(value):
-    with pytest.raises(ConfigError, match=f"length_penalty must be a finite number .*, got {value}"):
+    with pytest.raises(ConfigError, match=f"^length_penalty must be a number, got {value}$"):
         check_counts(generate_cfg(num_beams=4, length_penalty=value))
 
 

@@ -152,7 +152,7 @@ def test_alibi_slopes_follow_the_paper():
         ({"pos_encoding": "xpos"}, "pos_encoding='xpos' is unknown"),
         ({"attn_impl": "flash"}, "attn_impl"),
         ({"norm": "batchnorm"}, "norm"),
-        ({"n_layer": 0}, "n_layer must be positive"),
+        ({"n_layer": 0}, "n_layer must be an integer >= 1"),
         ({"n_layer": "abc"}, "n_layer must be an integer"),
         ({"dropout": 1.5}, "dropout"),
         ({"residual": "yes"}, "residual must be true or false"),

@@ -75,7 +75,7 @@ def test_cached_logits_equal_full_recompute_in_a_context_twice_block_size(pos, i
 def test_a_longer_context_with_learned_positions_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"exceeds block_size=16, .*pos_encoding=learned"):
         generate(make("learned"), torch.zeros(1, 3, dtype=torch.long), 5, context=32)
-    with pytest.raises(ConfigError, match="context must be a number of tokens >= 1"):
+    with pytest.raises(ConfigError, match=r"context must be an integer >= 1 \(or null\), got 0; null = block_size"):
         generate(make("rope"), torch.zeros(1, 3, dtype=torch.long), 5, context=0)
 
 

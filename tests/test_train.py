@@ -180,7 +180,7 @@ def test_two_job_multirun_makes_two_tensorboard_runs(tmp_path, small_corpus):
 def test_config_errors_are_raised_before_training(tmp_path, small_corpus):
     with pytest.raises(ConfigError, match="not divisible"):
         train(train_cfg(tmp_path, small_corpus, "model.n_embd=30", "model.n_head=4"))
-    with pytest.raises(ConfigError, match="max_steps must be a positive"):
+    with pytest.raises(ConfigError, match="max_steps must be an integer >= 1"):
         train(train_cfg(tmp_path, small_corpus, "trainer.max_steps=0"))
     with pytest.raises(DataError, match="does not exist"):
         train(train_cfg(tmp_path, tmp_path / "nope.txt"))
@@ -209,14 +209,14 @@ def test_a_run_failing_before_its_first_step_removes_only_a_folder_it_made(tmp_p
     ("args", "message"),
     [
         (["data.path=/nonexistent/corpus.txt"], "corpus file /nonexistent/corpus.txt does not exist"),
-        (["model.n_layer=abc"], "model.n_layer must be an integer, got 'abc'"),
+        (["model.n_layer=abc"], "model.n_layer must be an integer >= 1, got 'abc'"),
         # the same checks run in this process above; through the command line they run in CI
         *[
             pytest.param(args, message, marks=pytest.mark.slow)
             for args, message in [
                 (["model.n_embd=30", "model.n_head=4"], "model.n_embd=30 is not divisible by model.n_head=4"),
                 (["model.pos_encoding=xpos"], "model.pos_encoding='xpos' is unknown; choose one of learned"),
-                (["model.block_size=0"], "model.block_size must be positive"),
+                (["model.block_size=0"], "model.block_size must be an integer >= 1"),
                 (["data=text"], "data.path is required"),
             ]
         ],

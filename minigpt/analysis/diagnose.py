@@ -9,7 +9,6 @@ Figures are `matplotlib.figure.Figure` objects made without pyplot, so nothing k
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from minigpt.analysis.metrics import token_losses
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
-from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, read_text_file, require
+from minigpt.cli import require
+from minigpt.configs import DiagnoseOptions, check_composed
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.figures import (
     plot_attention,
@@ -31,8 +31,9 @@ from minigpt.figures import (
     plot_residual_norms,
 )
 from minigpt.inference.generation import check_decoding_memory, pick_device
-from minigpt.io import markdown_code, printable
+from minigpt.io import check_out_dir, markdown_code, printable, read_text_file
 from minigpt.model import GPT
+from minigpt.options import check_unknown
 from minigpt.probes import (
     attention_entropy,
     attention_maps,
@@ -42,6 +43,7 @@ from minigpt.probes import (
     residual_stream,
     sample_text,
 )
+from minigpt.schema import check_values, problem
 from minigpt.tokenizer import Tokenizer
 
 log = logging.getLogger("minigpt")
@@ -84,7 +86,7 @@ def check_temperatures(value) -> tuple[float, ...]:
         value = OmegaConf.to_container(value, resolve=True)
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     for t in items:
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+        if problem(t, float, {"low": 0}) is not None:
             raise ConfigError(f"temperatures must be numbers >= 0 (0 = greedy) such as [0.5,1.0], got {t!r}")
     return tuple(float(t) for t in items)
 
@@ -95,9 +97,9 @@ TEXT_CHARS = 2048
 
 
 def check_sampling(max_new_tokens, seed) -> None:
-    """The options of the samples, checked before anything is computed or written."""
-    check_int(max_new_tokens, "max_new_tokens", 0, "the length of each sample")
-    check_seed(seed)
+    """The options of the samples, checked before anything is computed or written (as
+    DiagnoseOptions declares them)."""
+    check_values(DiagnoseOptions, {"max_new_tokens": max_new_tokens, "seed": seed})
 
 
 def check_sample_memory(model: torch.nn.Module, prompt: int, max_new_tokens: int) -> None:
@@ -263,6 +265,7 @@ def run(cfg: DictConfig) -> Path:
     """What `python -m minigpt diagnose` does: load the checkpoint, write the figures and index."""
     ckpt = require(cfg, "ckpt", "pass ckpt=outputs/train/runs/<time>/checkpoints/best.ckpt")
     # everything that needs no checkpoint is checked before it is loaded; diagnose checks it again
+    check_composed(cfg, "diagnose")  # types, choices and ranges, as DiagnoseOptions declares them
     text = read_text(cfg)
     temperatures = check_temperatures(cfg.get("temperatures"))
     max_new_tokens, seed, unknown = cfg.get("max_new_tokens", 200), cfg.get("seed"), cfg.get("unknown", "error")

@@ -32,7 +32,8 @@ from minigpt.analysis.explorer import attention_band, explorer_page, head_record
 from minigpt.analysis.metrics import evaluation_ids
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
-from minigpt.cli import check_int, check_out_dir, check_unknown, require
+from minigpt.cli import require
+from minigpt.configs import check_composed
 from minigpt.errors import DataError, MinigptError
 from minigpt.figures import (
     plot_ablation,
@@ -43,8 +44,9 @@ from minigpt.figures import (
     show_char,
 )
 from minigpt.inference.generation import pick_device
-from minigpt.io import json_safe, markdown_code, printable
+from minigpt.io import check_out_dir, json_safe, markdown_code, printable
 from minigpt.model import GPT
+from minigpt.options import check_unknown
 from minigpt.probes import (
     HEAD_SCORES,
     dead_fraction,
@@ -77,18 +79,16 @@ class Options:
 
 def check_options(cfg: DictConfig) -> Options:
     """Every option that needs no checkpoint, as `Options`; one line for the first bad one."""
-    windows = cfg.get("windows", 256)
-    if windows is not None:
-        check_int(windows, "windows", 1, "validation windows of block_size characters; null = all of them")
+    check_composed(cfg, "interpret")  # types, choices and ranges, as InterpretOptions declares them
     ablate = cfg.get("ablate") or []
     if isinstance(ablate, ListConfig):
         ablate = OmegaConf.to_container(ablate, resolve=True)
     ablate = [str(h) for h in ablate] if isinstance(ablate, (list, tuple)) else [str(ablate)]
     return Options(
-        max_chars=check_int(cfg.get("max_chars", 256), "max_chars", 2, "the characters the explorer shows"),
-        windows=windows,
-        n_random=check_int(cfg.get("n_random", 16), "n_random", 1, "random sequences for the induction score"),
-        batch_size=check_int(cfg.get("batch_size", 64), "batch_size", 1, "windows run at once"),
+        max_chars=cfg.get("max_chars", 256),
+        windows=cfg.get("windows", 256),
+        n_random=cfg.get("n_random", 16),
+        batch_size=cfg.get("batch_size", 64),
         unknown=check_unknown(cfg.get("unknown", "error")),
         ablate=ablate,
     )

@@ -25,15 +25,18 @@ from torchmetrics.functional.text import chrf_score, sacre_bleu_score
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import activation_bytes, memory_shortfall
-from minigpt.cli import check_int, check_out_dir, check_seed, check_unknown, require
+from minigpt.cli import require
+from minigpt.configs import EvaluateOptions, check_composed
 from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.inference.generation import check_decoding_memory, pick_device
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
-from minigpt.io import json_safe, markdown_code, printable
+from minigpt.io import check_out_dir, json_safe, markdown_code, printable
 from minigpt.model import GPT
+from minigpt.options import check_unknown
 from minigpt.probes import text_windows
 from minigpt.sampling import SamplingConfig, beam_search, generate, make_generator
+from minigpt.schema import check_values
 from minigpt.threads import resolve_threads, using_threads
 
 log = logging.getLogger("minigpt")
@@ -74,18 +77,10 @@ def check_generation_fits(n_ids: int, prompts: int, prompt_chars: int, new_chars
 def check_options(cfg: DictConfig) -> dict:
     """Every option that needs no checkpoint, checked before the checkpoint is loaded; returns
     the strategies as plain dicts."""
-    check_int(cfg.get("batch_size", 64), "batch_size", 1, "the windows scored at once")
-    stride = cfg.get("stride")
-    if stride is not None:
-        check_int(stride, "stride", 1, "null = block_size")
-    if cfg.get("context") is not None:
-        check_int(cfg.context, "context", 1, "null = block_size")
+    check_composed(cfg, "evaluate")  # types, choices and ranges, as EvaluateOptions declares them
     check_unknown(cfg.get("unknown", "error"))
     resolve_threads(cfg.get("threads", "auto"), 1, 1)  # a bad value: one line before the checkpoint loads
     gen = cfg.generation
-    for key in ("prompts", "prompt_chars", "new_chars"):
-        check_int(gen.get(key), f"generation.{key}", 1)
-    check_seed(gen.get("seed"), "generation.seed")
     strategies = OmegaConf.to_container(gen.strategies, resolve=True) if gen.get("strategies") is not None else {}
     if not isinstance(strategies, dict):
         raise ConfigError(f"generation.strategies must map names to decoding options, got {strategies!r}")
@@ -103,7 +98,7 @@ def window_length(model: GPT, context: int | None) -> int:
     refuses learned positions in one line)."""
     if context is None:
         return model.config.block_size
-    check_int(context, "context", 1, "null = block_size")
+    check_values(EvaluateOptions, {"context": context})  # as declared in configs.py
     if hasattr(model, "check_length"):
         model.check_length(context)
     return context
@@ -120,9 +115,9 @@ def token_losses(
     """
     T = window_length(model, context)
     stride = T if stride is None else stride
-    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= T:
+    check_values(EvaluateOptions, {"stride": stride, "batch_size": batch_size})  # as declared in configs.py
+    if stride > T:
         raise ConfigError(f"stride must be an integer between 1 and the window of {T} tokens, got {stride!r}")
-    check_int(batch_size, "batch_size", 1)
     ids = ids.reshape(-1).long()  # corpora may be stored as uint8
     n_pred = ids.numel() - 1
     if n_pred < 1:
@@ -159,7 +154,7 @@ def loss_by_position(model: GPT, ids: torch.Tensor, context: int | None = None, 
     token from p + 1 tokens, so the curve falls as context grows, until positions the model never
     saw in training, where an encoding that does not extrapolate turns it up again."""
     T = window_length(model, context)
-    check_int(batch_size, "batch_size", 1)
+    check_values(EvaluateOptions, {"batch_size": batch_size})  # as declared in configs.py
     windows = text_windows(ids, T)
     if windows.size(0) == 0:
         raise DataError(f"the text has {ids.numel()} tokens, too few for one window of {T} + 1; pass a longer text")

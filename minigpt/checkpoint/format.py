@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import typing
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, fields
@@ -23,6 +22,8 @@ from minigpt.errors import CheckpointError, ConfigError
 from minigpt.io import file_problem, printable
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
+from minigpt.schema import check_values
+from minigpt.schema import shown as shown_value
 from minigpt.tokenizer import Tokenizer
 from minigpt.vlm import VisionConfig
 
@@ -40,13 +41,7 @@ def shown(value: object) -> str:
     writes them (cut short), containers and tensors by their type."""
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT_LIMIT:
-        return f"an integer of {value.bit_length()} bits"  # repr() refuses integers of > 4300 digits
-    if isinstance(value, str):
-        return printable(repr(value[:60]) + ("..." if len(value) > 60 else ""), 400)
-    if value is None or isinstance(value, (int, float, bool)):
-        return repr(value)
-    return type(value).__name__
+    return shown_value(value)
 
 
 def first_line(error: BaseException, limit: int = 160) -> str:
@@ -286,29 +281,16 @@ def config_of(model_config: dict) -> GPTConfig | LSTMConfig:
 
 def check_fields(config_cls: type, values: dict, error: Callable[[str, str], CheckpointError]) -> None:
     """Refuse (with `error(field, problem)`) a key of `values` that is not a field of the dataclass
-    `config_cls`, a value not of its field's type (int64 integers, finite numbers), a missing field."""
-    hints = typing.get_type_hints(config_cls)
-    for key, value in values.items():
-        if not isinstance(key, str) or key not in hints:
+    `config_cls`, a value its field does not take (type, choices and range as the dataclass declares
+    them, `minigpt/schema.py`), a missing field."""
+    names = {f.name for f in fields(config_cls)}
+    for key in values:
+        if not isinstance(key, str) or key not in names:
             raise error(printable(str(key), 60), f"is not an option of {config_cls.__name__}")
-        problem = _type_problem(value, hints[key])
-        if problem:
-            raise error(key, f"must be {problem}, got {shown(value)}")
+    check_values(config_cls, values, error=error)
     for f in fields(config_cls):
         if f.name not in values and f.default is MISSING and f.default_factory is MISSING:
             raise error(f.name, "is missing")
-
-
-def _type_problem(value: object, expected: type) -> str | None:
-    if expected is bool:
-        return None if isinstance(value, bool) else "true or false"
-    if expected is int:
-        return None if type(value) is int and abs(value) < INT_LIMIT else "an integer"
-    if expected is float:
-        return None if is_number(value) else "a finite number"
-    if expected is str:
-        return None if isinstance(value, str) else "text"
-    return None
 
 
 def _serialized_tokenizer(d: dict, path: object) -> list[str] | dict:

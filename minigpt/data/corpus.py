@@ -17,9 +17,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
+from minigpt.configs import CorpusOptions
 from minigpt.errors import DataError
 from minigpt.io import atomic_write, file_problem
-from minigpt.tokenizer import TOKENIZERS, BPETokenizer, CharTokenizer, Tokenizer
+from minigpt.schema import check_values
+from minigpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
 
 log = logging.getLogger("minigpt")
 
@@ -370,13 +372,9 @@ class CharDataModule(L.LightningDataModule):
         batch_ramp_start: int = 16,
     ) -> None:
         super().__init__()
-        if not 0.0 < val_fraction < 1.0:
-            raise DataError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise DataError(f"data.{key} must be a positive integer, got {value!r}")
-        if isinstance(batch_ramp_steps, bool) or not isinstance(batch_ramp_steps, int) or batch_ramp_steps < 0:
-            raise DataError(f"data.batch_ramp_steps must be an integer >= 0 (0 = off), got {batch_ramp_steps!r}")
+        options = {"batch_size": batch_size, "eval_batch_size": eval_batch_size, "val_fraction": val_fraction}
+        options |= {"batch_ramp_steps": batch_ramp_steps, "val_windows": val_windows}
+        check_values(CorpusOptions, options, "data")  # as declared in minigpt/configs.py
         if batch_ramp_steps and not 0 < batch_ramp_start <= batch_size:
             raise DataError(
                 f"data.batch_ramp_start={batch_ramp_start!r} must be between 1 and data.batch_size={batch_size}"
@@ -386,8 +384,8 @@ class CharDataModule(L.LightningDataModule):
         self.path, self.name, self.cache_dir, self.url, self.sha256 = path, name, cache_dir, url, sha256
         self.val_fraction, self.val_windows, self.seed = val_fraction, val_windows, seed
         self.chunk_bytes = chunk_bytes
-        if isinstance(tokenizer, str) and tokenizer not in TOKENIZERS:
-            raise DataError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {', '.join(TOKENIZERS)}")
+        if isinstance(tokenizer, str):
+            check_values(CorpusOptions, {"tokenizer": tokenizer}, "data")
         self.tokenizer_kind = tokenizer if isinstance(tokenizer, str) else tokenizer.kind
         self.bpe_vocab_size = bpe_vocab_size
         self.tokenizer: Tokenizer | None = None

@@ -19,10 +19,11 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from minigpt.cli import check_int
+from minigpt.configs import DigitsOptions
 from minigpt.data.corpus import UnpaddedShards
 from minigpt.errors import ConfigError, DataError
 from minigpt.figures import plot_image_attention
+from minigpt.schema import check_values
 from minigpt.tokenizer import CharTokenizer, Tokenizer
 from minigpt.vlm import IMAGE, VLM, VisionConfig, greedy_answer, image_attention
 
@@ -152,11 +153,9 @@ class DigitsDataModule(L.LightningDataModule):
         super().__init__()
         if patch_size is None:
             raise ConfigError("data=digits holds the questions of the vision-language model: pass task=caption")
-        check_int(batch_size, "data.batch_size", 1)
-        check_int(eval_batch_size, "data.eval_batch_size", 1)
-        for key, value in (("val_fraction", val_fraction), ("plus_fraction", plus_fraction)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ConfigError(f"data.{key} must be a number between 0 and 1, got {value!r}")
+        options = {"batch_size": batch_size, "eval_batch_size": eval_batch_size}
+        options |= {"val_fraction": val_fraction, "plus_fraction": plus_fraction}
+        check_values(DigitsOptions, options, "data")  # as declared in minigpt/configs.py
         self.vision = VisionConfig(image_size=8, patch_size=patch_size, channels=1)
         self.tokenizer = make_tokenizer()
         self.bank = QuestionBank(self.tokenizer, self.vision)

@@ -15,9 +15,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from minigpt.configs import LabelledOptions
 from minigpt.data.corpus import UnpaddedShards, read_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.io import file_problem
+from minigpt.schema import check_values
 from minigpt.tokenizer import Tokenizer
 
 log = logging.getLogger("minigpt")
@@ -131,11 +133,8 @@ class LabelledDataModule(L.LightningDataModule):
         super().__init__()
         if tokenizer is None:
             raise ConfigError("data=labelled is for a classifier: pass task=classify init_from=<checkpoint>")
-        if not 0.0 < val_fraction < 1.0:
-            raise DataError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise DataError(f"data.{key} must be a positive integer, got {value!r}")
+        options = {"batch_size": batch_size, "eval_batch_size": eval_batch_size, "val_fraction": val_fraction}
+        check_values(LabelledOptions, options, "data")  # as declared in minigpt/configs.py
         self.path, self.block_size, self.tokenizer = path, block_size, tokenizer
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.split_seed, self.seed = val_fraction, split_seed, seed

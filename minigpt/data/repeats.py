@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from minigpt.cli import check_int
+from minigpt.configs import RepeatsOptions
 from minigpt.data.corpus import CharDataModule
+from minigpt.errors import ConfigError
+from minigpt.schema import check_values
 
 
 def repeat_segments(ids: torch.Tensor, min_len: int, max_len: int, seed: int) -> torch.Tensor:
@@ -48,8 +50,10 @@ class RepeatsDataModule(CharDataModule):
     ) -> None:
         super().__init__(block_size, *args, **kwargs)
         max_len = block_size // 2 if max_len is None else max_len
-        self.min_len = check_int(min_len, "data.min_len", 1, "the shortest segment, in tokens")
-        self.max_len = check_int(max_len, "data.max_len", min_len, "the longest segment, >= data.min_len")
+        check_values(RepeatsOptions, {"min_len": min_len, "max_len": max_len}, "data")
+        if max_len < min_len:
+            raise ConfigError(f"data.max_len={max_len} is shorter than data.min_len={min_len}; raise data.max_len")
+        self.min_len, self.max_len = min_len, max_len
         self.repeat_seed = repeat_seed
 
     def setup(self, stage: str | None = None) -> None:

@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from minigpt.checkpoint.format import field_error, first_line, read_checkpoint, shown
 from minigpt.checkpoint.load import check_loadable, weights_under
 from minigpt.checkpoint.weights import load_weights
-from minigpt.cli import check_int, check_out_dir, require
+from minigpt.cli import require
+from minigpt.configs import check_composed
 from minigpt.data.digits import (
     CAPTION_PROMPT,
     CHANCE,
@@ -30,7 +31,7 @@ from minigpt.data.digits import (
 )
 from minigpt.errors import CheckpointError, DataError
 from minigpt.figures import plot_captions
-from minigpt.io import file_problem
+from minigpt.io import check_out_dir, file_problem
 from minigpt.model import GPTConfig
 from minigpt.tokenizer import Tokenizer
 from minigpt.vlm import IMAGE, VLM
@@ -125,7 +126,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         (caption,) = answer(loaded.model, loaded.tokenizer, CAPTION_PROMPT, image[None, None])
         print(caption)
         return {}
-    n = check_int(cfg.get("n_examples", 6), "n_examples", 1)
+    check_composed(cfg, "caption")  # types and ranges, as CaptionOptions declares them
+    n = cfg.get("n_examples", 6)
     out_dir = check_out_dir(cfg.out_dir)
     dm = validation_digits(loaded)
     scores = evaluate_vlm(loaded, dm)

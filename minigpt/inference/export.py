@@ -30,8 +30,10 @@ from omegaconf import DictConfig
 from minigpt.architectures import arch_of
 from minigpt.checkpoint.format import LoadedModel, tokenizer_entry
 from minigpt.checkpoint.load import load_model
-from minigpt.cli import check_writable, require
+from minigpt.cli import require
+from minigpt.configs import check_composed
 from minigpt.errors import ConfigError, MinigptError
+from minigpt.io import check_writable
 
 FORMATS = {"exported": ".pt2", "onnx": ".onnx"}
 EXPORT_EXTRA = 'pip install -e ".[export]"'
@@ -187,9 +189,8 @@ def run(cfg: DictConfig) -> Path:
     fmt = check_format(cfg.format)
     if fmt == "onnx":
         require_onnx()  # before the (slower) checkpoint load
+    check_composed(cfg, "export")  # types and choices, as ExportOptions declares them
     force = cfg.get("force", False)
-    if not isinstance(force, bool):
-        raise ConfigError(f"force must be true or false, got {force!r}")
     ckpt_path = Path(ckpt).expanduser()
     out = Path(cfg.out).expanduser() if cfg.get("out") else ckpt_path.with_suffix(FORMATS[fmt])
     check_out(out, ckpt_path, fmt, force)  # before the checkpoint load and the export

@@ -6,7 +6,6 @@ The text goes to stdout; which checkpoint, device and speed go to stderr, so
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -19,12 +18,14 @@ from omegaconf import DictConfig
 from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import decoding_bytes, memory_shortfall
-from minigpt.cli import check_int, check_seed, check_unknown, read_text_file, require
+from minigpt.cli import require
+from minigpt.configs import check_composed
 from minigpt.errors import ConfigError, MinigptError
 from minigpt.inference.quantize import check_quantize, device_for, quantize_model
-from minigpt.io import printable
+from minigpt.io import printable, read_text_file
 from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
+from minigpt.options import check_unknown
 from minigpt.sampling import SamplingConfig, beam_search, make_generator, stop_index, stream_tokens
 from minigpt.threads import resolve_threads, using_threads
 from minigpt.tokenizer import TextStream
@@ -94,21 +95,9 @@ def sampling_config(cfg: DictConfig) -> SamplingConfig:
 def check_counts(cfg: DictConfig) -> None:
     """The options that are not sampling settings: counts, seed, the unknown-character policy,
     switches, beam search's."""
-    for key, low in (("max_new_tokens", 0), ("num_samples", 1), ("num_beams", 1)):
-        check_int(cfg.get(key), key, low)
-    if cfg.get("context") is not None:
-        check_int(cfg.context, "context", 1, "null = block_size")
-    check_seed(cfg.get("seed"))
+    check_composed(cfg, "generate")  # types, choices and ranges, as GenerateOptions declares them
     resolve_threads(cfg.get("threads", "auto"), 1, 1)
     check_unknown(cfg.get("unknown", "error"))
-    for key in ("use_cache", "stream", "interactive"):
-        if not isinstance(cfg.get(key, False), bool):
-            raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
-    penalty = cfg.get("length_penalty", 1.0)
-    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty):
-        raise ConfigError(
-            f"length_penalty must be a finite number (1.0: average log-probability per token), got {penalty!r}"
-        )
     if cfg.num_beams > 1:
         sampling = [k for k in ("top_k", "top_p", "min_p", "typical_p") if cfg.get(k) is not None]
         if cfg.get("repetition_penalty", 1.0) != 1.0:

@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from minigpt.errors import ConfigError
 from minigpt.figures import plot_attention, plot_attention_mean, show_char, tensorboard_tag
 from minigpt.model import GPT
 from minigpt.probes import (
@@ -47,6 +48,7 @@ from minigpt.probes import (
     sample_text,
     text_windows,
 )
+from minigpt.schema import problem, shown
 
 # the scalars TensorBoard's HPARAMS tab shows next to each run's hyperparameters (a language
 # model's; a LightningModule with its own `hparam_metrics` attribute, the classifier, overrides it)
@@ -222,8 +224,8 @@ class EveryNValidations(L.Callback):
     validation and then on every `every_n_val`-th one (sanity checks excluded)."""
 
     def __init__(self, every_n_val: int = 4) -> None:
-        if isinstance(every_n_val, bool) or not isinstance(every_n_val, int) or every_n_val < 1:
-            raise ValueError(f"every_n_val must be a positive integer, got {every_n_val!r}")
+        if problem(every_n_val, int, {"low": 1}) is not None:
+            raise ConfigError(f"every_n_val must be an integer >= 1, got {shown(every_n_val)}")
         self.every_n_val = every_n_val
         self.rounds = 0
 

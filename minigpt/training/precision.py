@@ -18,11 +18,12 @@ import time
 
 import torch
 
-from minigpt.errors import ConfigError
+from minigpt.configs import MATMUL_PRECISIONS, TrainOptions
+from minigpt.schema import check_values
 
 log = logging.getLogger("minigpt")
 
-CHOICES = ("highest", "high", "medium", "auto")
+CHOICES = MATMUL_PRECISIONS
 CHOSEN_ENV = "MINIGPT_AUTO_MATMUL_PRECISION"
 
 
@@ -48,9 +49,8 @@ def bf16_product_speedup(n: int = 1024, repeats: int = 5) -> float:
 
 
 def check_matmul_precision(value: str) -> None:
-    """One line naming the choices when `value` is not one of them."""
-    if value not in CHOICES:
-        raise ConfigError(f"matmul_precision must be one of {', '.join(CHOICES)}, got {value!r}")
+    """One line naming the choices when `value` is not one of them (as TrainOptions declares them)."""
+    check_values(TrainOptions, {"matmul_precision": value})
 
 
 def resolve_matmul_precision(value: str, on_cpu: bool) -> str:

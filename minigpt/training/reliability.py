@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from minigpt.cli import stop_requested
+from minigpt.sweep import stop_requested
 
 log = logging.getLogger("minigpt")
 
@@ -60,7 +60,7 @@ class LastCheckpoint(L.Callback):
 class GracefulStop(L.Callback):
     """SIGINT (Ctrl+C) or SIGTERM (a scheduler's preemption) during training: finish the current
     step, let `LastCheckpoint` save, and end the run normally (in a sweep, the sweep then stops:
-    minigpt/cli.py). A second Ctrl+C aborts at once.
+    minigpt/sweep.py). A second Ctrl+C aborts at once.
 
     With several processes the decision is reduced over all ranks each step, so a signal that
     reached one process stops them all at the same step.

@@ -26,26 +26,18 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt.checkpoint.format import read_meta
 from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
-from minigpt.cli import (
-    build,
-    check_int,
-    check_run_place,
-    check_seed,
-    fail,
-    quiet_libraries,
-    run_dir_of,
-    swept_overrides,
-)
+from minigpt.cli import build, fail, quiet_libraries, run_dir_of
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.figures import plot_loss_curve, tensorboard_tag
-from minigpt.io import json_safe, printable
+from minigpt.io import check_run_place, json_safe, printable
+from minigpt.sweep import swept_overrides
 from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
 from minigpt.training.checkpoint_io import SafeCheckpointIO
 from minigpt.training.lock import LOCK_FILE, holds_run_dir, lock_run_dir
-from minigpt.training.memory import check_training_memory
 from minigpt.training.module import LitGPT
-from minigpt.training.precision import check_matmul_precision, set_matmul_precision
+from minigpt.training.precision import set_matmul_precision
+from minigpt.training.preflight import preflight
 from minigpt.training.progress import TrainProgressBar, ValidateAtEnd, ValidationLog
 from minigpt.training.reliability import GracefulStop, LastCheckpoint, StepSeed
 from minigpt.training.resume import checked_resume
@@ -99,87 +91,6 @@ def task_of(cfg: DictConfig) -> str:
     if name not in ("lm", "classify", "caption"):
         raise ConfigError(f"task.name={name!r} is unknown; pick task=lm, task=classify or task=caption")
     return name
-
-
-def check_trainer_config(cfg: DictConfig) -> None:
-    check_seed(cfg.get("seed"), required=True)  # it seeds every step's dropout (StepSeed)
-    steps = cfg.trainer.get("max_steps", -1)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ConfigError(f"trainer.max_steps must be a positive integer, got {steps!r}")
-    interval = cfg.trainer.get("val_check_interval")
-    if interval is not None and (
-        isinstance(interval, bool)
-        or not isinstance(interval, (int, float))
-        or interval <= 0
-        or (isinstance(interval, float) and interval > 1)
-    ):
-        raise ConfigError(
-            f"trainer.val_check_interval must be a number of steps >= 1 (or a fraction in (0, 1]), got {interval!r}"
-        )
-    if isinstance(interval, int) and interval > steps:
-        # a shortened run (trainer.max_steps=100) still validates, once, when it ends
-        log.info(
-            "trainer.val_check_interval=%d > trainer.max_steps=%d: validating once, at step %d", interval, steps, steps
-        )
-        cfg.trainer.val_check_interval = steps
-    check_accelerator(cfg.trainer.get("accelerator", "auto"))
-    check_matmul_precision(cfg.get("matmul_precision", "high"))  # before the run folder is written
-    if not isinstance(cfg.get("keep_freed_memory", True), bool):
-        raise ConfigError(f"keep_freed_memory must be true or false, got {cfg.keep_freed_memory!r}")
-    clip = cfg.trainer.get("gradient_clip_val")
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
-        raise ConfigError(f"trainer.gradient_clip_val must be a number >= 0 (null or 0: no clipping), got {clip!r}")
-    optim = cfg.get("optim") or {}
-    check_numbers(optim, "optim", positive=("eps",), non_negative=("lr", "adam_lr", "weight_decay", "momentum"))
-    check_optim_switches(optim)
-    windows = (cfg.get("data") or {}).get("val_windows")
-    if windows is not None:
-        check_int(windows, "data.val_windows", 1, "null: the whole validation split")
-    sample = cfg.get("sample") or {}
-    check_int(sample.get("max_new_tokens", 0), "sample.max_new_tokens", 0, "0: no end-of-run sample")
-    check_numbers(sample, "sample", non_negative=("temperature",))
-    every = (cfg.get("checkpoint") or {}).get("every_n_steps", 100)
-    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
-        raise ConfigError(f"checkpoint.every_n_steps must be a positive integer, got {every!r}")
-    if cfg.get("resume") not in (None, "auto"):
-        raise ConfigError(
-            f"resume={cfg.resume!r} is not an option: pass resume=auto (continue the run directory's "
-            f"checkpoints/last.ckpt when there is one) or ckpt_path=/path/to/last.ckpt"
-        )
-
-
-def check_accelerator(accelerator: object) -> None:
-    """`trainer.accelerator` must be a compute device this machine has: one line instead of
-    Lightning's traceback for `tpu`, `cuda` without a GPU or a misspelt name."""
-    if isinstance(accelerator, DictConfig):
-        return  # an Accelerator object (`_target_`), which Lightning checks
-    have = ["auto", "cpu"] + (["gpu", "cuda"] if torch.cuda.is_available() else [])
-    have += ["mps"] if torch.backends.mps.is_available() else []
-    if accelerator not in have:
-        raise ConfigError(
-            f"trainer.accelerator={accelerator!r} is not a compute device on this machine; use {', '.join(have)}"
-        )
-
-
-def check_optim_switches(optim) -> None:
-    """MuonAdamW's switches and counts: a string such as "maybe" would otherwise read as true."""
-    for key in ("nesterov", "split_fused"):
-        if key in optim and not isinstance(optim[key], bool):
-            raise ConfigError(f"optim.{key} must be true or false, got {optim[key]!r}")
-    for key, low in (("momentum_warmup_steps", 0), ("ns_steps", 1)):
-        if optim.get(key) is not None:
-            check_int(optim[key], f"optim.{key}", low)
-
-
-def check_numbers(node, prefix: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
-    """One clear line for a numeric option of `node` that is not a number, or out of range."""
-    for key, low in [(k, "> 0") for k in positive] + [(k, ">= 0") for k in non_negative]:
-        if key not in node:
-            continue
-        value = node[key]
-        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-        if not ok or (value <= 0 if low == "> 0" else value < 0):
-            raise ConfigError(f"{prefix}.{key} must be a number {low}, got {value!r}")
 
 
 def resume_path_of(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -283,8 +194,7 @@ def train(cfg: DictConfig) -> dict:
     run_dir = run_dir_of(cfg)
     made = made_by_this_process(run_dir)
     with removed_if_no_step(run_dir, made) as started:
-        check_trainer_config(cfg)
-        check_training_memory(cfg)
+        preflight(cfg)
         resume_from = resume_path_of(cfg, run_dir)
         prepare_run_dir(run_dir, resume_from)
         set_matmul_precision(cfg.get("matmul_precision", "high"), cfg.trainer.get("accelerator"))
