@@ -12,6 +12,7 @@ from minigpt.training.symptoms import (
     ADVICE,
     Finding,
     gradient_ratio,
+    loss_rise,
     loss_spike,
     plateau,
     repeated_share,
@@ -25,6 +26,13 @@ def test_loss_spike_needs_a_jump_above_the_recent_minimum():
     assert loss_spike(noisy, factor=1.5) is None
     assert loss_spike([*noisy, 3.3], factor=1.5) == pytest.approx(3.3 / 1.95)
     assert loss_spike([*noisy, float("nan")], factor=1.5) == float("inf")
+
+
+def test_loss_rise_is_the_one_test_behind_spike_and_divergence():
+    assert loss_rise(4.1, reference=4.17, factor=2.0) is None
+    assert loss_rise(9.0, reference=4.0, factor=2.0) == pytest.approx(2.25)
+    assert loss_rise(float("inf"), reference=4.0, factor=2.0) == float("inf")
+    assert loss_spike([2.0], factor=1.5) is None
 
 
 def test_plateau_is_a_loss_that_hardly_moved():
