@@ -131,3 +131,26 @@ def test_the_gallery_failure_is_named(failure, tmp_path, shakespeare, caplog):
         cfg.run_dir = str(tmp_path / "run")
     train(cfg)
     assert GALLERY[failure] in _symptoms_of(caplog)
+
+
+@pytest.mark.parametrize(
+    "failure, fix",
+    [("lr_low", "optim.lr=1e-3"), ("init_large", "model.init_std=0.02"), ("greedy", "sample.temperature=0.8")],
+)
+def test_the_fix_of_a_failure_trains_the_normal_run(failure, fix):
+    """docs/debugging.md gives these fixes the normal run's figures: one override away from the
+    failure is exactly the normal run's training config (greedy's sample is shorter)."""
+    from omegaconf import OmegaConf
+
+    from minigpt.configs import compose
+
+    def run(overrides: list[str]) -> dict:
+        cfg = OmegaConf.to_container(compose("train", overrides))
+        return {k: v for k, v in cfg.items() if k not in ("task_name", "hydra")}
+
+    def training(overrides: list[str]) -> dict:
+        return {k: v for k, v in run(overrides).items() if k != "sample"}
+
+    normal = training(["model=small", "trainer.max_steps=300", "trainer.val_check_interval=100"])
+    assert training([f"experiment=debug/{failure}", fix]) == normal
+    assert run([f"experiment=debug/{failure}"]) != run([f"experiment=debug/{failure}", fix])
