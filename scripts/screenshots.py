@@ -158,10 +158,10 @@ DEBUG_PAIR = {
     "loss_spike": ["experiment=debug/loss_spike"],
     "loss_spike_clipped": ["experiment=debug/loss_spike", "trainer.gradient_clip_val=1.0"],
 }
-# (file name, dashboard, the tag filter typed into it)
+# (file name, dashboard and its settings in TensorBoard's URL, the tag filter typed into TIME SERIES)
 DEBUG_VIEWS = [
-    ("debugging_health", "timeseries", "train/loss$|view/health/(attention_saturation|dead_units|grad_ratio)"),
-    ("debugging_diagnosis", "text", "view/health/diagnosis"),
+    ("debugging_health", "timeseries", "train/loss$|view/health/dead_units"),
+    ("debugging_diagnosis", "text&tagFilter=view%2Fhealth%2Fdiagnosis", None),
 ]
 
 
@@ -177,7 +177,9 @@ def shoot_debugging(playwright, retrain: bool, overrides: list[str]) -> None:
         for name, fragment, tags in DEBUG_VIEWS:
             page.goto(f"{url}/#{fragment}", wait_until="networkidle")
             page.wait_for_timeout(3000)
-            page.get_by_placeholder("Filter tags", exact=False).first.fill(tags)
+            if tags is not None:
+                page.locator("input[placeholder='Filter tags (regex)']").fill(tags)
+                page.keyboard.press("Escape")  # close the suggestions that would cover the charts
             page.wait_for_timeout(6000)  # charts draw after their data arrives
             page.screenshot(path=str(IMAGES / f"{name}.png"))
             print(f"saved docs/images/{name}.png")

@@ -17,6 +17,7 @@ loss is not finite.
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import statistics
@@ -172,7 +173,8 @@ class Symptoms(L.Callback):
         log.warning(finding.message())
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_text("view/health/diagnosis", finding.message(), finding.step)
+            # escaped: TensorBoard renders text entries as Markdown, where "<lower>" would vanish as a tag
+            writer.add_text("view/health/diagnosis", html.escape(finding.message()), finding.step)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # the step this batch's loss is logged at (the optimizer step has advanced it by batch end)
