@@ -109,6 +109,7 @@ GALLERY = {
     "lr_high": "saturated attention",
     "lr_low": "plateau",
     "no_residual": "vanishing gradients",
+    "no_scale": "saturated attention",
     "init_large": "exploding gradients",
     "greedy": "repetition",
 }
