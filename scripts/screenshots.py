@@ -3,6 +3,7 @@
     python scripts/screenshots.py                    # the site's pages and TensorBoard's
     python scripts/screenshots.py --only site        # build the site, shoot two of its pages
     python scripts/screenshots.py --only tensorboard # train (if needed), start TensorBoard, shoot it
+    python scripts/screenshots.py --only debugging   # a failing gallery run beside its fix
 
 site: builds the site (mkdocs build --strict) into site/, serves it on a free local port and saves
 the home page and "Reading the model" as docs/images/site_home.png and site_reading_the_model.png.
@@ -11,6 +12,11 @@ tensorboard: trains a two-job sweep of the tiny model under outputs/docs_tb/ (sk
 summary.json files exist; --retrain starts over), starts TensorBoard on a free port, opens each
 dashboard as TensorBoard first shows it, waits for its charts and saves
 docs/images/tensorboard_<dashboard>.png.
+
+debugging: trains `experiment=debug/loss_spike` and the same run with its fix under
+outputs/docs_debug/ (skipped when their summary.json files exist), and saves TensorBoard's time
+series of the loss and the `view/health/*` signals of both as docs/images/debugging_health.png and
+the run's diagnosis (the TEXT tab's `view/health/diagnosis`) as docs/images/debugging_diagnosis.png.
 
 Needs the system Chromium (`chromium` on PATH); Playwright's own browser download is not used.
 """
@@ -146,10 +152,44 @@ def shoot_tensorboard(playwright, retrain: bool, overrides: list[str]) -> None:
     browser.close()
 
 
+DEBUG_RUNS = ROOT / "outputs" / "docs_debug"
+# run name -> the overrides of the failing gallery run and of its fix (docs/debugging.md)
+DEBUG_PAIR = {
+    "loss_spike": ["experiment=debug/loss_spike"],
+    "loss_spike_clipped": ["experiment=debug/loss_spike", "trainer.gradient_clip_val=1.0"],
+}
+# (file name, dashboard and its settings in TensorBoard's URL, the tag filter typed into TIME SERIES)
+DEBUG_VIEWS = [
+    ("debugging_health", "timeseries", "train/loss$|view/health/dead_units"),
+    ("debugging_diagnosis", "text&tagFilter=view%2Fhealth%2Fdiagnosis", None),
+]
+
+
+def shoot_debugging(playwright, retrain: bool, overrides: list[str]) -> None:
+    for name, pair in DEBUG_PAIR.items():
+        run_dir = DEBUG_RUNS / name
+        if retrain or not (run_dir / "summary.json").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            command = [sys.executable, "train.py", *pair, "trainer.log_every_n_steps=1", f"run_dir={run_dir}"]
+            subprocess.run([*command, *overrides], cwd=ROOT, check=True)
+    browser, page = browser_page(playwright, 1440, 1100)
+    with tensorboard(DEBUG_RUNS) as url:
+        for name, fragment, tags in DEBUG_VIEWS:
+            page.goto(f"{url}/#{fragment}", wait_until="networkidle")
+            page.wait_for_timeout(3000)
+            if tags is not None:
+                page.locator("input[placeholder='Filter tags (regex)']").fill(tags)
+                page.keyboard.press("Escape")  # close the suggestions that would cover the charts
+            page.wait_for_timeout(6000)  # charts draw after their data arrives
+            page.screenshot(path=str(IMAGES / f"{name}.png"))
+            print(f"saved docs/images/{name}.png")
+    browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["site", "tensorboard"], help="one of the two sets (default: both)")
-    parser.add_argument("--retrain", action="store_true", help="train the TensorBoard runs again")
+    parser.add_argument("--only", choices=["site", "tensorboard", "debugging"], help="one set (default: all)")
+    parser.add_argument("--retrain", action="store_true", help="train the runs shown again")
     parser.add_argument("overrides", nargs="*", help="for the sweep, e.g. data.path=/path/to/input.txt offline")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -160,6 +200,8 @@ def main() -> None:
             shoot_site(playwright)
         if args.only in (None, "tensorboard"):
             shoot_tensorboard(playwright, args.retrain, args.overrides)
+        if args.only in (None, "debugging"):
+            shoot_debugging(playwright, args.retrain, args.overrides)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,12 @@ def test_step_benchmark_refuses_to_compare_a_process_wide_setting(small_corpus):
     )
     assert result.returncode != 0
     assert "keep_freed_memory acts on the whole process: compare it with benchmarks/bench_processes.py" in result.stderr
+
+
+def test_accumulation_benchmark_takes_the_same_steps_with_less_activation_memory(small_corpus):
+    args = ["--data", str(small_corpus), "--model", "tiny", "--batch", "8", "--accumulate", "1", "4"]
+    out = bench("bench_accumulate", *args, "--steps", "3", "--repeats", "1")
+    rows = re.findall(r"^\s+(\d+) x (\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.e+-]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    assert [(r[0], r[1]) for r in rows] == [("8", "1"), ("2", "4")], out
+    assert all(float(r[4]) < 1e-4 for r in rows), out  # the same losses, step for step
+    assert float(rows[1][5]) < float(rows[0][5]), out  # a quarter of the windows in memory at once

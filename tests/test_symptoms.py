@@ -12,6 +12,7 @@ from minigpt.training.symptoms import (
     ADVICE,
     Finding,
     gradient_ratio,
+    loss_rise,
     loss_spike,
     plateau,
     repeated_share,
@@ -25,6 +26,13 @@ def test_loss_spike_needs_a_jump_above_the_recent_minimum():
     assert loss_spike(noisy, factor=1.5) is None
     assert loss_spike([*noisy, 3.3], factor=1.5) == pytest.approx(3.3 / 1.95)
     assert loss_spike([*noisy, float("nan")], factor=1.5) == float("inf")
+
+
+def test_loss_rise_is_the_one_test_behind_spike_and_divergence():
+    assert loss_rise(4.1, reference=4.17, factor=2.0) is None
+    assert loss_rise(9.0, reference=4.0, factor=2.0) == pytest.approx(2.25)
+    assert loss_rise(float("inf"), reference=4.0, factor=2.0) == float("inf")
+    assert loss_spike([2.0], factor=1.5) is None
 
 
 def test_plateau_is_a_loss_that_hardly_moved():
@@ -97,9 +105,11 @@ def test_a_greedy_final_sample_in_a_loop_is_named(tmp_path, small_corpus, caplog
 # each failure of the gallery (conf/experiment/debug/) and the symptom its run must name; the
 # measurements behind the thresholds are in docs/debugging.md
 GALLERY = {
+    "loss_spike": "loss spike",
     "lr_high": "saturated attention",
     "lr_low": "plateau",
     "no_residual": "vanishing gradients",
+    "no_scale": "saturated attention",
     "init_large": "exploding gradients",
     "greedy": "repetition",
 }
@@ -122,3 +132,26 @@ def test_the_gallery_failure_is_named(failure, tmp_path, shakespeare, caplog):
         cfg.run_dir = str(tmp_path / "run")
     train(cfg)
     assert GALLERY[failure] in _symptoms_of(caplog)
+
+
+@pytest.mark.parametrize(
+    "failure, fix",
+    [("lr_low", "optim.lr=1e-3"), ("init_large", "model.init_std=0.02"), ("greedy", "sample.temperature=0.8")],
+)
+def test_the_fix_of_a_failure_trains_the_normal_run(failure, fix):
+    """docs/debugging.md gives these fixes the normal run's figures: one override away from the
+    failure is exactly the normal run's training config (greedy's sample is shorter)."""
+    from omegaconf import OmegaConf
+
+    from minigpt.configs import compose
+
+    def run(overrides: list[str]) -> dict:
+        cfg = OmegaConf.to_container(compose("train", overrides))
+        return {k: v for k, v in cfg.items() if k not in ("task_name", "hydra")}
+
+    def training(overrides: list[str]) -> dict:
+        return {k: v for k, v in run(overrides).items() if k != "sample"}
+
+    normal = training(["model=small", "trainer.max_steps=300", "trainer.val_check_interval=100"])
+    assert training([f"experiment=debug/{failure}", fix]) == normal
+    assert run([f"experiment=debug/{failure}"]) != run([f"experiment=debug/{failure}", fix])

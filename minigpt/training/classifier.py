@@ -28,7 +28,7 @@ class LitClassifier(LitGPT):
     the text, `pool` makes one vector of it and `head` scores each label, as `Classifier`
     (minigpt/classifier.py) does with the same weight names.
 
-    Optimizer, schedule, divergence check and checkpoint metadata are LitGPT's; the checkpoint
+    Optimizer, schedule, the stop on a non-finite loss and checkpoint metadata are LitGPT's; the checkpoint
     adds the labels and the pooling, so `load_classifier` (minigpt/inference/classify.py) rebuilds
     a `Classifier` from it alone, and it still holds a complete language model (`generate.py` and
     `init_from` read the trunk).

@@ -20,8 +20,6 @@ from minigpt.tokenizer import tokenizer_from_serialized
 from minigpt.training.budget import budget_progress, budget_timer
 
 LN2 = math.log(2)
-# a training loss above this multiple of the first step's loss is reported as divergence
-DIVERGENCE_FACTOR = 2.0
 
 log = logging.getLogger("minigpt")
 
@@ -50,8 +48,6 @@ class LitGPT(L.LightningModule):
         # token-weighted mean of the loss over a whole evaluation pass
         self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.best_val_loss = math.inf
-        self.first_loss: float | None = None  # the first training step's loss, for the divergence warning
-        self.warned_divergence = False
         # one window of token ids: Lightning's model summary runs it once to count the FLOPs
         self.example_input_array = torch.zeros(1, self.config.block_size, dtype=torch.long)
 
@@ -83,23 +79,7 @@ class LitGPT(L.LightningModule):
                 f"the training loss is {loss.item()} at step {self.global_step}: training diverged; "
                 f"lower optim.lr or trainer.gradient_clip_val"
             )
-        self._watch_divergence(float(loss.detach()))
         return loss
-
-    def _watch_divergence(self, loss: float) -> None:
-        """Warn once when the loss, still finite, rises to more than twice its first value (the
-        perplexity squared): the run is diverging, and the user should not wait for the end."""
-        if self.first_loss is None:
-            self.first_loss = loss
-        elif loss > DIVERGENCE_FACTOR * self.first_loss and not self.warned_divergence:
-            self.warned_divergence = True
-            log.warning(
-                "the training loss %.3g at step %d is far above where it started (%.3g): training is "
-                "diverging; lower optim.lr or set trainer.gradient_clip_val",
-                loss,
-                self.global_step,
-                self.first_loss,
-            )
 
     def on_validation_start(self) -> None:
         # losses are measured with full float32 products whatever matmul_precision trains with

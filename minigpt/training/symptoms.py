@@ -10,11 +10,14 @@ gallery (conf/experiment/debug/) and on normal runs, see docs/debugging.md. The 
 are logged as `view/health/*` scalars, so a learner can watch them next to the loss.
 
 The checks are plain functions of those signals (tested on their own), and the callback only
-gathers the signals and reports.
+gathers the signals and reports. It is the one watcher of a finite training loss that rises (a
+spike over the recent low, divergence above twice the first loss); `LitGPT` only stops a run whose
+loss is not finite.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import statistics
@@ -31,6 +34,10 @@ log = logging.getLogger("minigpt")
 
 # symptom -> (what usually causes it, the override to try first)
 ADVICE: dict[str, tuple[str, str]] = {
+    "divergence": (
+        "a learning rate too high for this model, or no gradient clipping",
+        "optim.lr=<lower>, trainer.gradient_clip_val=1.0",
+    ),
     "loss_spike": (
         "a learning rate too high for this model, or no warm-up before a high rate",
         "optim.lr=<a third of it>, scheduler.warmup_steps=100, trainer.gradient_clip_val=1.0",
@@ -86,15 +93,19 @@ class Finding:
 # --------------------------------------------------------------------------- the checks
 
 
+def loss_rise(loss: float, reference: float, factor: float) -> float | None:
+    """The ratio of `loss` to `reference` when it exceeds `factor` (infinite for a loss that is not
+    finite), else None: the one test behind both a loss spike and divergence."""
+    if not math.isfinite(loss):
+        return math.inf
+    ratio = loss / max(reference, 1e-12)
+    return ratio if ratio > factor else None
+
+
 def loss_spike(losses: list[float], factor: float) -> float | None:
     """The ratio of the newest loss to the lowest of the ones before it when it exceeds `factor`
-    (a jump no batch-to-batch noise makes; infinite for a loss that is not finite), else None."""
-    if len(losses) < 2:
-        return None
-    if not math.isfinite(losses[-1]):
-        return math.inf
-    ratio = losses[-1] / max(min(losses[:-1]), 1e-12)
-    return ratio if ratio > factor else None
+    (a jump no batch-to-batch noise makes), else None."""
+    return loss_rise(losses[-1], min(losses[:-1]), factor) if len(losses) > 1 else None
 
 
 def plateau(first: float, recent: list[float], min_drop: float) -> float | None:
@@ -134,6 +145,7 @@ class Symptoms(L.Callback):
         self,
         every_n_steps: int = 10,
         spike_factor: float = 1.5,
+        diverge_factor: float = 2.0,
         plateau_steps: int = 200,
         plateau_drop: float = 0.1,
         explode_norm: float = 100.0,
@@ -145,11 +157,13 @@ class Symptoms(L.Callback):
     ) -> None:
         self.every_n_steps, self.n_windows = every_n_steps, n_windows
         self.spike_factor, self.plateau_steps, self.plateau_drop = spike_factor, plateau_steps, plateau_drop
+        self.diverge_factor = diverge_factor
         self.explode_norm, self.vanish_ratio = explode_norm, vanish_ratio
         self.saturated_rows, self.dead_units, self.repeat_fraction = saturated_rows, dead_units, repeat_fraction
         self.first_loss: float | None = None
         self.losses: deque[float] = deque(maxlen=every_n_steps * 5)
         self.findings: list[Finding] = []
+        self.batch_step = 0
 
     def report(self, trainer: L.Trainer, finding: Finding) -> None:
         """Say a symptom once: a log line and a TensorBoard text entry."""
@@ -159,16 +173,26 @@ class Symptoms(L.Callback):
         log.warning(finding.message())
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_text("view/health/diagnosis", finding.message(), finding.step)
+            # escaped: TensorBoard renders text entries as Markdown, where "<lower>" would vanish as a tag
+            writer.add_text("view/health/diagnosis", html.escape(finding.message()), finding.step)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # the step this batch's loss is logged at (the optimizer step has advanced it by batch end)
+        self.batch_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        value, step = float(loss.detach()), trainer.global_step
+        value, step = float(loss.detach()), self.batch_step
         if self.first_loss is None:
             self.first_loss = value
         self.losses.append(value)
+        # above twice the first loss (the perplexity squared) the run is diverging: say so early
+        if (ratio := loss_rise(value, self.first_loss, self.diverge_factor)) is not None:
+            self.report(
+                trainer, Finding("divergence", step, "train/loss over its first value", ratio, self.diverge_factor)
+            )
         # a spike is judged against the last few steps, after the first drop from the initial loss
         if step > self.every_n_steps and (ratio := loss_spike(list(self.losses), self.spike_factor)) is not None:
             self.report(
