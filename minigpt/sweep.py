@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,8 +120,22 @@ class SweepOutcome(Callback):
             fail(str(e))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        print(compare_line(config.hydra.sweep.dir), flush=True)
         if FAILED_JOBS:
             fail(f"{len(FAILED_JOBS)} job(s) of the sweep failed: {'; '.join(FAILED_JOBS)} (each error is above)")
+
+
+def compare_line(sweep_dir: str) -> str:
+    """The commands that compare a sweep's jobs, ready to paste: TensorBoard on the sweep's folder
+    names each run `<job>/tensorboard/<swept values>` (on all of `outputs` the names start with the
+    long path to the sweep, which TensorBoard's run list cuts off), and `report` tabulates them."""
+    folder = printable(sweep_dir, None)
+    quoted = shlex.quote(folder)
+    return (
+        f"sweep folder: {folder}\n"
+        f"compare its runs: tensorboard --logdir {quoted}\n"
+        f"                  python -m minigpt report dir={quoted}"
+    )
 
 
 def check_sweep(config: DictConfig) -> None:

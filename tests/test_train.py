@@ -170,6 +170,8 @@ def test_two_job_multirun_makes_two_tensorboard_runs(tmp_path, small_corpus):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    # the sweep ends with the commands that compare its jobs, on the sweep's folder (short run names)
+    assert f"compare its runs: tensorboard --logdir {tmp_path / 'sweep'}" in result.stdout
     for job in ("0", "1"):
         run_dir = tmp_path / "sweep" / job
         assert (run_dir / "checkpoints" / "last.ckpt").is_file()
