@@ -90,10 +90,19 @@ def test_a_normal_run_stays_quiet(tmp_path, small_corpus, caplog):
 
 
 def test_a_run_with_huge_initial_weights_is_named(tmp_path, small_corpus, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     caplog.set_level(logging.WARNING, logger="minigpt")
     _run(tmp_path, small_corpus, "trainer.max_steps=40", "model.init_std=1.0", "model.n_embd=64", "model.n_head=1")
     found = _symptoms_of(caplog)
     assert "saturated attention" in found, found
+    # the same diagnosis in TensorBoard's TEXT tab, escaped for its Markdown: "optim.lr=<lower>"
+    # unescaped would be read as an HTML tag and vanish from the page
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"tensors": 0})
+    acc.Reload()
+    entries = [e.tensor_proto.string_val[0].decode() for e in acc.Tensors("view/health/diagnosis/text_summary")]
+    assert any(e.startswith("saturated attention") and "optim.lr=&lt;lower&gt;" in e for e in entries), entries
+    assert not any("<" in e for e in entries), entries
 
 
 def test_a_greedy_final_sample_in_a_loop_is_named(tmp_path, small_corpus, caplog):
