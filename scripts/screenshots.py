@@ -48,7 +48,7 @@ SWEEP += ["hydra.sweep.dir=outputs/docs_tb/sweep"]
 DASHBOARDS = [
     ("timeseries", "timeseries", None, None),
     ("scalars", "scalars", None, None),
-    ("custom_scalars", "custom_scalars", "heads: previous", "layer 0"),
+    ("custom_scalars", "custom_scalars", "induction", "1. previous-token score per head"),
     ("images", "images", None, None),
     ("text", "text", None, None),
     ("hparams", "hparams", None, None),
