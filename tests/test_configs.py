@@ -129,6 +129,9 @@ def test_every_group_option_composes_against_its_schema(group, option):
         target = cfg[name]["_target_"]
         assert target in TARGET_OPTIONS, f"{name}: no schema for {target}"
         assert undeclared(TARGET_OPTIONS[target], cfg[name]) == [], f"{name} of {group}={option}"
+    for name, node in (cfg.get("callbacks") or {}).items():
+        assert node["_target_"] in TARGET_OPTIONS, f"callbacks.{name}: no schema for {node['_target_']}"
+        assert undeclared(TARGET_OPTIONS[node["_target_"]], node) == [], f"callbacks.{name} of {group}={option}"
     assert undeclared(TASKS[cfg["task"]["name"]], cfg["task"]) == []
     top = {k: v for k, v in cfg.items() if k not in (*GROUPS, "model")}
     assert undeclared(TOOL_OPTIONS["train"], top) == []
@@ -169,6 +172,14 @@ def test_every_tool_config_composes_against_its_schema(tool):
         ("caption", "ckpt=x n_examples=0", "n_examples must be an integer >= 1, got 0"),
         ("report", "dir=x log_y=2", "log_y must be true or false, got 2"),
         ("generate", "ckpt=x num_beams=0", "num_beams must be an integer >= 1, got 0"),
+        (
+            "train",
+            "callbacks.symptoms.diverge_factor=0.5",
+            "callbacks.symptoms.diverge_factor must be a number > 1, got 0.5",
+        ),
+        ("train", "callbacks.samples.max_new_tokens=abc", "callbacks.samples.max_new_tokens must be an integer >= 0"),
+        ("train", "callbacks=ema callbacks.ema.decay=2", "callbacks.ema.decay must be a number in [0, 1], got 2"),
+        ("train", "task=caption callbacks.captions.n_images=0", "callbacks.captions.n_images must be an integer >= 1"),
     ],
 )
 def test_a_value_outside_its_declaration_is_one_line_at_composition(tool, override, message):
