@@ -60,7 +60,7 @@ def test_an_unknown_option_lists_the_options_without_the_schemas():
 
 
 def test_generate_options_are_typed():
-    assert compose_error("generate", "ckpt=x", "top_k=2.5") == "top_k must be an integer (or null), got 2.5"
+    assert compose_error("generate", "ckpt=x", "top_k=2.5") == "top_k must be an integer >= 1 (or null), got 2.5"
     assert compose_error("generate", "ckpt=x", "use_cache=maybe") == "use_cache must be true or false, got 'maybe'"
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         cfg = compose(config_name="generate", overrides=["ckpt=x", "temperature=0"])
