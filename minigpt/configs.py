@@ -482,6 +482,13 @@ TARGET_OPTIONS: dict[str, type] = {
 TASKS: dict[str, type] = {"lm": LMTask, "classify": ClassifyTask, "caption": CaptionTask}
 
 
+@dataclass
+class TaskChoice:
+    """`task.name`, whichever task is chosen: one of `TASKS` (each task's own schema then types the rest)."""
+
+    name: str = option("lm", doc="what is trained", choices=tuple(TASKS), hint="pick it with task=<name>")
+
+
 def check_composed(cfg: DictConfig, config_name: str) -> None:
     """Every declared option of a composed config against its declaration (`minigpt/schema.py`):
     the tool's top level, each group with a `_target_` by its target's options, each callback of
@@ -501,7 +508,8 @@ def check_composed(cfg: DictConfig, config_name: str) -> None:
             _check_node(TARGET_OPTIONS[node["_target_"]], node, f"callbacks.{name}")
     task = values.get("task")
     if config_name == "train" and isinstance(task, dict):
-        _check_node(TASKS.get(task.get("name"), LMTask), task, "task")
+        check_values(TaskChoice, {"name": task.get("name", "lm")}, "task")
+        _check_node(TASKS[task.get("name", "lm")], task, "task")
 
 
 def _check_node(cls: type, node: dict, prefix: str) -> None:

@@ -165,6 +165,7 @@ def test_every_tool_config_composes_against_its_schema(tool):
             "scheduler.decay_fraction must be a number in [0, 1], got 2",
         ),
         ("train", "task=classify task.pooling=max", "task.pooling='max' is unknown; choose one of last, mean"),
+        ("train", "task.name=foo", "task.name='foo' is unknown; choose one of lm, classify, caption; pick it with"),
         ("train", "data=repeats data.min_len=0", "data.min_len must be an integer >= 1, got 0"),
         ("evaluate", "ckpt=x generation.prompts=0", "generation.prompts must be an integer >= 1, got 0"),
         ("interpret", "ckpt=x max_chars=1", "max_chars must be an integer >= 2, got 1"),
@@ -230,3 +231,14 @@ def test_each_tools_help_lists_its_own_options_from_its_schema(tool):
         assert len(text.splitlines()) <= 45 and "  optim " in text and "  seed " in text
     else:
         assert not {"optim", "scheduler", "ablation", "trainer"} & listed
+
+
+def test_task_of_takes_the_task_names_tasks_declares():
+    """train's `task_of` reads the names `TASKS` declares (`TaskChoice`), not a list of its own."""
+    from minigpt.errors import ConfigError
+    from minigpt.training.run import task_of
+
+    assert task_of(OmegaConf.create({"task": {"name": "caption"}})) == "caption"
+    assert task_of(OmegaConf.create({})) == "lm"
+    with pytest.raises(ConfigError, match=r"^task\.name='foo' is unknown; choose one of lm, classify, caption"):
+        task_of(OmegaConf.create({"task": {"name": "foo"}}))
