@@ -27,6 +27,7 @@ from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
 from minigpt.sampling import SamplingConfig
 from minigpt.schema import check_values, declared, option
+from minigpt.threads import THREADS
 from minigpt.tokenizer import BPE_VOCAB_SIZES, TOKENIZERS
 
 
@@ -101,8 +102,7 @@ class GenerateOptions:
     )
     stream: bool = True
     interactive: bool = False
-    # CPU threads: auto (by the work of a step, minigpt/threads.py) or a count
-    threads: typing.Any = "auto"
+    threads: Any = option("auto", doc="CPU threads: auto (by the work of a step) or a count", **THREADS)
 
 
 GenerateSchema = dataclasses.make_dataclass("GenerateSchema", [*fields_of(GenerateOptions), *fields_of(SamplingConfig)])
@@ -561,7 +561,7 @@ class EvaluateOptions:
         hint="null = block_size",
     )
     device: str = option("auto", doc="auto, cpu, cuda, cuda:1, mps")
-    threads: Any = option("auto", doc="CPU threads: auto or a count")
+    threads: Any = option("auto", doc="CPU threads: auto (by the work of a step) or a count", **THREADS)
     quantize: str | None = option(None, doc="null (float32) or int8")
     out_dir: str = option(MISSING, doc="a new or empty folder for the results")
     generation: GenerationQuality = option(factory=GenerationQuality, doc="the generation-quality table")

@@ -173,6 +173,8 @@ def test_every_tool_config_composes_against_its_schema(tool):
         ("caption", "ckpt=x n_examples=0", "n_examples must be an integer >= 1, got 0"),
         ("report", "dir=x log_y=2", "log_y must be true or false, got 2"),
         ("generate", "ckpt=x num_beams=0", "num_beams must be an integer >= 1, got 0"),
+        ("generate", "ckpt=x threads=zero", "threads must be auto or an integer >= 1 (or null), got 'zero'"),
+        ("evaluate", "ckpt=x threads=0", "threads must be auto or an integer >= 1 (or null), got 0"),
         (
             "train",
             "callbacks.symptoms.diverge_factor=0.5",
