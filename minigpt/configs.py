@@ -4,9 +4,10 @@ misspelt key is one line before anything starts (`model.n_layer=abc`, `model.n_l
 The schemas are made from the dataclasses the code already uses, so a field is declared once:
 `GPTConfig` (minigpt/model.py) and `LSTMConfig` (minigpt/lstm.py) give the `model` group's,
 `SamplingConfig` (minigpt/sampling.py) the sampling half of `generate`'s. Each YAML file names
-its schema first in its defaults list (`defaults: [gpt_schema, _self_]`). Types are checked when
-the config is composed; ranges (`n_embd` divisible by `n_head`, `0 < top_p <= 1`) stay in the
-dataclasses' `__post_init__`, one place per config.
+its schema first in its defaults list (`defaults: [gpt_schema, _self_]`). Each field declares its
+type, choices and range (`0 < top_p <= 1`) with `option(...)` (minigpt/schema.py), checked when the
+config is composed; checks that relate several fields (`n_embd` divisible by `n_head`) stay in the
+dataclasses' `__post_init__`.
 
 `register()` puts the schemas in Hydra's ConfigStore; every tool calls it before composing, and
 `compose("train", [...])` does both for Python code (benchmarks, notebooks).
