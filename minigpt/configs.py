@@ -4,9 +4,10 @@ misspelt key is one line before anything starts (`model.n_layer=abc`, `model.n_l
 The schemas are made from the dataclasses the code already uses, so a field is declared once:
 `GPTConfig` (minigpt/model.py) and `LSTMConfig` (minigpt/lstm.py) give the `model` group's,
 `SamplingConfig` (minigpt/sampling.py) the sampling half of `generate`'s. Each YAML file names
-its schema first in its defaults list (`defaults: [gpt_schema, _self_]`). Types are checked when
-the config is composed; ranges (`n_embd` divisible by `n_head`, `0 < top_p <= 1`) stay in the
-dataclasses' `__post_init__`, one place per config.
+its schema first in its defaults list (`defaults: [gpt_schema, _self_]`). Each field declares its
+type, choices and range (`0 < top_p <= 1`) with `option(...)` (minigpt/schema.py), checked when the
+config is composed; checks that relate several fields (`n_embd` divisible by `n_head`) stay in the
+dataclasses' `__post_init__`.
 
 `register()` puts the schemas in Hydra's ConfigStore; every tool calls it before composing, and
 `compose("train", [...])` does both for Python code (benchmarks, notebooks).
@@ -27,6 +28,7 @@ from minigpt.lstm import LSTMConfig
 from minigpt.model import GPTConfig
 from minigpt.sampling import SamplingConfig
 from minigpt.schema import check_values, declared, option
+from minigpt.threads import THREADS
 from minigpt.tokenizer import BPE_VOCAB_SIZES, TOKENIZERS
 
 
@@ -101,8 +103,7 @@ class GenerateOptions:
     )
     stream: bool = True
     interactive: bool = False
-    # CPU threads: auto (by the work of a step, minigpt/threads.py) or a count
-    threads: typing.Any = "auto"
+    threads: Any = option("auto", doc="CPU threads: auto (by the work of a step) or a count", **THREADS)
 
 
 GenerateSchema = dataclasses.make_dataclass("GenerateSchema", [*fields_of(GenerateOptions), *fields_of(SamplingConfig)])
@@ -359,6 +360,103 @@ class CaptionTask:
     patch_size: int = option(4, doc="pixels per side of one image token", choices=(1, 2, 4, 8))
 
 
+@dataclass
+class OptimizationStatsOptions:
+    """conf/callbacks/default.yaml's `optimization`: gradient norms, weight norms and update ratios."""
+
+    every_n_steps: int | None = option(
+        None, doc="record every N optimizer steps", low=1, hint="null = trainer.log_every_n_steps"
+    )
+
+
+@dataclass
+class TextSamplesOptions:
+    """conf/callbacks/default.yaml's `samples`: seeded samples at a few temperatures, and the final one."""
+
+    every_n_val: int = option(4, doc="sample at the first validation and every N-th after it", low=1)
+    temperatures: list[float] = option(factory=lambda: [0.5, 0.8, 1.0], doc="one sample per temperature")
+    prompt: str = option("\n", doc="the text the samples continue")
+    max_new_tokens: int = option(200, doc="tokens of each sample", low=0)
+    final: dict | None = option(None, doc="the end-of-run sample's prompt, max_new_tokens and temperature (sample)")
+    seed: int | None = option(None, doc=SEED_DOC + "; null: unseeded", low=0, high=SEED_MAX)
+
+
+@dataclass
+class AttentionMapsOptions:
+    """conf/callbacks/default.yaml's `attention`: each layer's attention on the first validation characters."""
+
+    every_n_val: int = option(1, doc="draw at the first validation and every N-th after it", low=1)
+    n_chars: int | None = option(32, doc="the first N validation characters (at most block_size)", low=1)
+
+
+@dataclass
+class EmbeddingProjectorOptions:
+    """conf/callbacks/default.yaml's `projector`: the token embeddings in TensorBoard's PROJECTOR."""
+
+    every_n_val: int = option(4, doc="record at the first validation and every N-th after it", low=1)
+
+
+@dataclass
+class LogitHistogramsOptions:
+    """conf/callbacks/default.yaml's `logits`: histograms of the output logits and probabilities."""
+
+    every_n_val: int = option(1, doc="record at the first validation and every N-th after it", low=1)
+    n_windows: int = option(8, doc="validation windows the histograms are drawn from", low=1)
+
+
+@dataclass
+class HeadScoresOptions:
+    """conf/callbacks/default.yaml's `heads`: head scores, logit lens, induction and in-context learning."""
+
+    every_n_val: int = option(1, doc="score at the first validation and every N-th after it", low=1)
+    n_windows: int = option(8, doc="validation windows of the head scores and the logit lens", low=1)
+    n_random: int = option(8, doc="random sequences, each written twice, of the induction score", low=1)
+    n_icl_windows: int = option(32, doc="validation windows of the in-context-learning score", low=1)
+
+
+@dataclass
+class CaptionViewsOptions:
+    """conf/task/caption.yaml's `captions`: validation images, their captions and image attention."""
+
+    every_n_val: int = option(1, doc="draw at the first validation and every N-th after it", low=1)
+    n_images: int = option(24, doc="validation images captioned", low=1)
+    n_attention: int = option(6, doc="images whose attention is drawn", low=1)
+
+
+@dataclass
+class SymptomsOptions:
+    """conf/callbacks/default.yaml's `symptoms`: the thresholds that name a classic failure
+    (docs/debugging.md measures them)."""
+
+    every_n_steps: int = option(10, doc="look at the gradients every N steps", low=1)
+    spike_factor: float = option(1.5, doc="a loss above this multiple of its recent minimum is a spike", above=1)
+    diverge_factor: float = option(2.0, doc="a loss above this multiple of the first step's is divergence", above=1)
+    plateau_steps: int = option(200, doc="the step the plateau test looks at", low=1)
+    plateau_drop: float = option(
+        0.1, doc="a relative loss drop below this by plateau_steps is a plateau", above=0, below=1
+    )
+    explode_norm: float = option(100.0, doc="a gradient norm above this is exploding", above=0)
+    vanish_ratio: float = option(
+        0.01, doc="first over last block's gradient norm below this is vanishing", above=0, below=1
+    )
+    saturated_rows: float = option(
+        0.2, doc="a share of attention rows on one key above this is saturation", low=0, below=1
+    )
+    dead_units: float = option(0.25, doc="a share of never-active MLP units above this is dead units", low=0, below=1)
+    repeat_fraction: float = option(
+        0.5, doc="a share of repeated windows of the final sample above this is repetition", low=0, below=1
+    )
+    n_windows: int = option(4, doc="validation windows the attention and MLP tests read", low=1)
+
+
+@dataclass
+class EMAOptions:
+    """conf/callbacks/ema.yaml's `ema`: Lightning's `EMAWeightAveraging`; its other arguments pass
+    through with a leading + (`+callbacks.ema.update_every_n_steps=2`), checked by Lightning."""
+
+    decay: float = option(0.98, doc="ema = decay * ema + (1 - decay) * weights after each step", low=0, high=1)
+
+
 # the options of each `_target_` a group's YAML names
 TARGET_OPTIONS: dict[str, type] = {
     "lightning.pytorch.Trainer": TrainerOptions,
@@ -372,13 +470,30 @@ TARGET_OPTIONS: dict[str, type] = {
     "minigpt.data.repeats.RepeatsDataModule": RepeatsOptions,
     "minigpt.data.labelled.LabelledDataModule": LabelledOptions,
     "minigpt.data.digits.DigitsDataModule": DigitsOptions,
+    "minigpt.training.callbacks.OptimizationStats": OptimizationStatsOptions,
+    "minigpt.training.callbacks.TextSamples": TextSamplesOptions,
+    "minigpt.training.callbacks.AttentionMaps": AttentionMapsOptions,
+    "minigpt.training.callbacks.EmbeddingProjector": EmbeddingProjectorOptions,
+    "minigpt.training.callbacks.LogitHistograms": LogitHistogramsOptions,
+    "minigpt.training.callbacks.HeadScores": HeadScoresOptions,
+    "minigpt.training.vlm.CaptionViews": CaptionViewsOptions,
+    "minigpt.training.symptoms.Symptoms": SymptomsOptions,
+    "lightning.pytorch.callbacks.EMAWeightAveraging": EMAOptions,
 }
 TASKS: dict[str, type] = {"lm": LMTask, "classify": ClassifyTask, "caption": CaptionTask}
 
 
+@dataclass
+class TaskChoice:
+    """`task.name`, whichever task is chosen: one of `TASKS` (each task's own schema then types the rest)."""
+
+    name: str = option("lm", doc="what is trained", choices=tuple(TASKS), hint="pick it with task=<name>")
+
+
 def check_composed(cfg: DictConfig, config_name: str) -> None:
     """Every declared option of a composed config against its declaration (`minigpt/schema.py`):
-    the tool's top level, each group with a `_target_` by its target's options, and the task. One
+    the tool's top level, each group with a `_target_` by its target's options, each callback of
+    `callbacks` by its own `_target_`'s options, and the task. One
     `ConfigError` line for the first value that does not fit. Values are read resolved, so an
     interpolation (`${model.block_size}`) is checked as what it gives."""
     values = OmegaConf.to_container(cfg, resolve=True)
@@ -388,9 +503,14 @@ def check_composed(cfg: DictConfig, config_name: str) -> None:
         node = values.get(group)
         if isinstance(node, dict) and node.get("_target_") in TARGET_OPTIONS:
             _check_node(TARGET_OPTIONS[node["_target_"]], node, group)
+    callbacks = values.get("callbacks")
+    for name, node in callbacks.items() if isinstance(callbacks, dict) else []:
+        if isinstance(node, dict) and node.get("_target_") in TARGET_OPTIONS:
+            _check_node(TARGET_OPTIONS[node["_target_"]], node, f"callbacks.{name}")
     task = values.get("task")
     if config_name == "train" and isinstance(task, dict):
-        _check_node(TASKS.get(task.get("name"), LMTask), task, "task")
+        check_values(TaskChoice, {"name": task.get("name", "lm")}, "task")
+        _check_node(TASKS[task.get("name", "lm")], task, "task")
 
 
 def _check_node(cls: type, node: dict, prefix: str) -> None:
@@ -442,7 +562,7 @@ class EvaluateOptions:
         hint="null = block_size",
     )
     device: str = option("auto", doc="auto, cpu, cuda, cuda:1, mps")
-    threads: Any = option("auto", doc="CPU threads: auto or a count")
+    threads: Any = option("auto", doc="CPU threads: auto (by the work of a step) or a count", **THREADS)
     quantize: str | None = option(None, doc="null (float32) or int8")
     out_dir: str = option(MISSING, doc="a new or empty folder for the results")
     generation: GenerationQuality = option(factory=GenerationQuality, doc="the generation-quality table")
@@ -606,6 +726,15 @@ REFERENCE: list[tuple[str, type]] = [
             ("data=repeats", "minigpt.data.repeats.RepeatsDataModule"),
             ("data=labelled", "minigpt.data.labelled.LabelledDataModule"),
             ("data=digits", "minigpt.data.digits.DigitsDataModule"),
+            ("callbacks.optimization", "minigpt.training.callbacks.OptimizationStats"),
+            ("callbacks.samples", "minigpt.training.callbacks.TextSamples"),
+            ("callbacks.attention", "minigpt.training.callbacks.AttentionMaps"),
+            ("callbacks.projector", "minigpt.training.callbacks.EmbeddingProjector"),
+            ("callbacks.logits", "minigpt.training.callbacks.LogitHistograms"),
+            ("callbacks.heads", "minigpt.training.callbacks.HeadScores"),
+            ("callbacks.symptoms", "minigpt.training.symptoms.Symptoms"),
+            ("callbacks.ema (callbacks=ema)", "lightning.pytorch.callbacks.EMAWeightAveraging"),
+            ("callbacks.captions (task=caption)", "minigpt.training.vlm.CaptionViews"),
         ]
     ],
     *[(f"task={name}", cls) for name, cls in TASKS.items()],

@@ -25,35 +25,34 @@ import torch.nn.functional as F
 
 from minigpt.errors import ConfigError
 from minigpt.model import GPT
-from minigpt.schema import problem, shown
+from minigpt.schema import check_fields, option, problem, shown
 
 
 @dataclass
 class SamplingConfig:
     """How to pick the next token from the logits. temperature=0 means greedy."""
 
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    typical_p: float | None = None
-    repetition_penalty: float = 1.0
+    temperature: float = option(1.0, doc="sampling temperature", low=0, hint="0 = greedy")
+    top_k: int | None = option(None, doc="keep the k most likely tokens", low=1, hint="null = off")
+    top_p: float | None = option(
+        None, doc="nucleus: keep the most likely tokens up to this probability mass", above=0, high=1, hint="null = off"
+    )
+    min_p: float | None = option(
+        None, doc="keep tokens at least this times as likely as the most likely", above=0, high=1, hint="null = off"
+    )
+    typical_p: float | None = option(
+        None,
+        doc="typical sampling: keep this mass of the most typical tokens",
+        above=0,
+        high=1,
+        hint="null = off",
+    )
+    repetition_penalty: float = option(
+        1.0, doc="make tokens already in the text less likely (CTRL's penalty)", above=0, hint="1 = off"
+    )
 
     def __post_init__(self) -> None:
-        for name in ("temperature", "top_p", "min_p", "typical_p", "repetition_penalty"):
-            value = getattr(self, name)  # NaN passes every comparison below; infinity is no setting either
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value}")
-        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise ConfigError(f"top_k must be a positive integer or null, got {self.top_k}")
-        for name in ("top_p", "min_p", "typical_p"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and 0 < value <= 1):
-                raise ConfigError(f"{name} must be in (0, 1] or null, got {value}")
-        if not isinstance(self.repetition_penalty, (int, float)) or self.repetition_penalty <= 0:
-            raise ConfigError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
+        check_fields(self)
 
     @property
     def greedy(self) -> bool:

@@ -39,11 +39,15 @@ def option(
     below: float | None = None,
     hint: str = "",
     factory: Callable[[], Any] | None = None,
+    names: tuple[str, ...] = (),
+    of: Any = None,
 ) -> Any:
     """A dataclass field with its declaration: `doc` (one line of meaning), the `choices` a value
     must be one of, a range (`low <= v`, `above < v`, `v <= high`, `v < below`) and a `hint` the
-    error line ends with (`0 = off`)."""
-    metadata = {"doc": doc, "hint": hint, "choices": tuple(choices) if choices else None}
+    error line ends with (`0 = off`). A field that takes a word beside a typed value (`threads`:
+    auto or a count) is annotated `Any`, which OmegaConf accepts, and declares the words in `names`
+    and the type in `of` (`names=("auto",), of=int, low=1`)."""
+    metadata = {"doc": doc, "hint": hint, "choices": tuple(choices) if choices else None, "names": names, "of": of}
     metadata |= {"low": low, "above": above, "high": high, "below": below}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
@@ -95,6 +99,8 @@ def _in_range(value: float, meta: Mapping) -> bool:
 
 def expected(hint: Any, meta: Mapping) -> str:
     """What a field takes, in words: `an integer >= 1`, `a number in [0, 1)`, `one of a, b`."""
+    if meta.get("of") is not None:
+        return " or ".join([*meta["names"], expected(meta["of"], {**meta, "of": None})])
     if meta.get("choices"):
         word = "one of " + ", ".join(map(str, meta["choices"]))
     else:
@@ -126,6 +132,9 @@ def _number(x: float) -> str:
 
 def problem(value: object, hint: Any, meta: Mapping) -> str | None:
     """Why `value` does not fit a field of type `hint` declared with `meta`, or None when it fits."""
+    if meta.get("of") is not None:
+        fits = value in meta["names"] or problem(value, meta["of"], {**meta, "of": None}) is None
+        return None if fits else expected(hint, meta)
     kinds, nullable = _split(hint)
     if value is None:
         return None if nullable or hint is Any else expected(hint, meta)

@@ -15,13 +15,17 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from minigpt.errors import ConfigError
-from minigpt.schema import problem
+from minigpt.schema import problem, shown
+
+# what `threads=` of generate and evaluate takes: auto (or null: by the work of a step) or a count
+THREADS = {"names": ("auto",), "of": int | None, "low": 1}
 
 AUTO_ONE_THREAD_BELOW = 256_000_000  # parameters x tokens of one forward pass
 
@@ -53,8 +57,8 @@ def resolve_threads(setting: int | str | None, parameters: int, tokens: int) -> 
     """`threads=` of generate and evaluate: auto (or null), or a count >= 1; one line otherwise."""
     if setting is None or setting == "auto":
         return auto_threads(parameters, tokens)
-    if problem(setting, int, {"low": 1}) is not None:
-        raise ConfigError(f"threads must be auto or a whole number >= 1, got {setting!r}")
+    if words := problem(setting, typing.Any, THREADS):
+        raise ConfigError(f"threads must be {words}, got {shown(setting)}")
     return min(setting, os.cpu_count() or setting)
 
 

@@ -60,7 +60,7 @@ def test_an_unknown_option_lists_the_options_without_the_schemas():
 
 
 def test_generate_options_are_typed():
-    assert compose_error("generate", "ckpt=x", "top_k=2.5") == "top_k must be an integer (or null), got 2.5"
+    assert compose_error("generate", "ckpt=x", "top_k=2.5") == "top_k must be an integer >= 1 (or null), got 2.5"
     assert compose_error("generate", "ckpt=x", "use_cache=maybe") == "use_cache must be true or false, got 'maybe'"
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         cfg = compose(config_name="generate", overrides=["ckpt=x", "temperature=0"])
@@ -129,6 +129,9 @@ def test_every_group_option_composes_against_its_schema(group, option):
         target = cfg[name]["_target_"]
         assert target in TARGET_OPTIONS, f"{name}: no schema for {target}"
         assert undeclared(TARGET_OPTIONS[target], cfg[name]) == [], f"{name} of {group}={option}"
+    for name, node in (cfg.get("callbacks") or {}).items():
+        assert node["_target_"] in TARGET_OPTIONS, f"callbacks.{name}: no schema for {node['_target_']}"
+        assert undeclared(TARGET_OPTIONS[node["_target_"]], node) == [], f"callbacks.{name} of {group}={option}"
     assert undeclared(TASKS[cfg["task"]["name"]], cfg["task"]) == []
     top = {k: v for k, v in cfg.items() if k not in (*GROUPS, "model")}
     assert undeclared(TOOL_OPTIONS["train"], top) == []
@@ -162,6 +165,7 @@ def test_every_tool_config_composes_against_its_schema(tool):
             "scheduler.decay_fraction must be a number in [0, 1], got 2",
         ),
         ("train", "task=classify task.pooling=max", "task.pooling='max' is unknown; choose one of last, mean"),
+        ("train", "task.name=foo", "task.name='foo' is unknown; choose one of lm, classify, caption; pick it with"),
         ("train", "data=repeats data.min_len=0", "data.min_len must be an integer >= 1, got 0"),
         ("evaluate", "ckpt=x generation.prompts=0", "generation.prompts must be an integer >= 1, got 0"),
         ("interpret", "ckpt=x max_chars=1", "max_chars must be an integer >= 2, got 1"),
@@ -169,6 +173,16 @@ def test_every_tool_config_composes_against_its_schema(tool):
         ("caption", "ckpt=x n_examples=0", "n_examples must be an integer >= 1, got 0"),
         ("report", "dir=x log_y=2", "log_y must be true or false, got 2"),
         ("generate", "ckpt=x num_beams=0", "num_beams must be an integer >= 1, got 0"),
+        ("generate", "ckpt=x threads=zero", "threads must be auto or an integer >= 1 (or null), got 'zero'"),
+        ("evaluate", "ckpt=x threads=0", "threads must be auto or an integer >= 1 (or null), got 0"),
+        (
+            "train",
+            "callbacks.symptoms.diverge_factor=0.5",
+            "callbacks.symptoms.diverge_factor must be a number > 1, got 0.5",
+        ),
+        ("train", "callbacks.samples.max_new_tokens=abc", "callbacks.samples.max_new_tokens must be an integer >= 0"),
+        ("train", "callbacks=ema callbacks.ema.decay=2", "callbacks.ema.decay must be a number in [0, 1], got 2"),
+        ("train", "task=caption callbacks.captions.n_images=0", "callbacks.captions.n_images must be an integer >= 1"),
     ],
 )
 def test_a_value_outside_its_declaration_is_one_line_at_composition(tool, override, message):
@@ -219,3 +233,14 @@ def test_each_tools_help_lists_its_own_options_from_its_schema(tool):
         assert len(text.splitlines()) <= 45 and "  optim " in text and "  seed " in text
     else:
         assert not {"optim", "scheduler", "ablation", "trainer"} & listed
+
+
+def test_task_of_takes_the_task_names_tasks_declares():
+    """train's `task_of` reads the names `TASKS` declares (`TaskChoice`), not a list of its own."""
+    from minigpt.errors import ConfigError
+    from minigpt.training.run import task_of
+
+    assert task_of(OmegaConf.create({"task": {"name": "caption"}})) == "caption"
+    assert task_of(OmegaConf.create({})) == "lm"
+    with pytest.raises(ConfigError, match=r"^task\.name='foo' is unknown; choose one of lm, classify, caption"):
+        task_of(OmegaConf.create({"task": {"name": "foo"}}))

@@ -238,7 +238,10 @@ def evaluate_with_config(ckpt, *overrides: str) -> dict:
         ("generation.prompts=0", "generation.prompts must be an integer >= 1, got 0"),
         ("generation.seed=abc", "generation.seed must be an integer"),
         ("unknown=xy", "unknown='xy' is not a policy"),
-        ("+generation.strategies.bad={top_p: 3}", "generation.strategies.bad: top_p must be in (0, 1] or null, got 3"),
+        (
+            "+generation.strategies.bad={top_p: 3}",
+            "generation.strategies.bad.top_p must be a number in (0, 1] (or null), got 3; null = off",
+        ),
         ("+generation.strategies.bad={foo: 1}", "generation.strategies.bad: unknown decoding option foo"),
         ("+generation.strategies.beam.top_k=5", "generation.strategies.beam: beam search (num_beams=4) takes only"),
         ("+generation.strategies.greedy.length_penalty=2", "generation.strategies.greedy: length_penalty is for beam"),

@@ -103,9 +103,9 @@ def test_help_lists_generates_options_not_trainings_config_groups():
     ("args", "message"),
     [
         (["prompt='ROMEO:é€'"], "2 character(s) outside the model's vocabulary: 'é' '€'"),
-        (["top_p=1.5"], "top_p must be in (0, 1]"),
-        (["top_p=0"], "top_p must be in (0, 1]"),
-        (["temperature=-0.5"], "temperature must be >= 0"),
+        (["top_p=1.5"], "top_p must be a number in (0, 1] (or null), got 1.5; null = off"),
+        (["top_p=0"], "top_p must be a number in (0, 1] (or null), got 0.0; null = off"),
+        (["temperature=-0.5"], "temperature must be a number >= 0, got -0.5; 0 = greedy"),
         (["max_new_tokens=-3"], "max_new_tokens must be an integer >= 0"),
         (["seed=abc"], "seed must be an integer from 0 to 4294967295 (or null), got 'abc'"),
         (["use_cache=maybe"], "use_cache must be true or false, got 'maybe'"),

@@ -152,7 +152,7 @@ def test_diagnose_refuses_samples_beyond_memory(memory, loaded, tmp_path):
 @pytest.mark.parametrize("field", ["temperature", "top_p", "min_p", "typical_p", "repetition_penalty"])
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_decoding_options_are_refused(field, value):
-    with pytest.raises(ConfigError, match=f"^{field} must be a finite number, got {value}$"):
+    with pytest.raises(ConfigError, match=f"^{field} must be a number .*, got {value}; "):
         sampling_config(generate_cfg(**{field: value}))
 
 

@@ -10,6 +10,7 @@ windows do not overlap, exactly as training's validation does.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ from minigpt.checkpoint.format import LoadedModel
 from minigpt.checkpoint.load import load_model
 from minigpt.checkpoint.weights import activation_bytes, memory_shortfall
 from minigpt.cli import require
-from minigpt.configs import EvaluateOptions, check_composed
+from minigpt.configs import EvaluateOptions, GenerateSchema, check_composed
 from minigpt.data.corpus import CharDataModule, read_corpus, resolve_corpus
 from minigpt.errors import ConfigError, DataError
 from minigpt.inference.generation import check_decoding_memory, pick_device
@@ -236,6 +237,10 @@ def strategy_settings(settings: Mapping) -> str:
     return " ".join(f"{k}={v}" for k, v in settings.items())
 
 
+# the keys of a strategy: the sampling options and beam search's, declared by generate's schema
+STRATEGY_KEYS = (*(f.name for f in dataclasses.fields(SamplingConfig)), "num_beams", "length_penalty")
+
+
 def parse_strategy(name: str, settings) -> tuple[int, float, SamplingConfig | None]:
     """(num_beams, length_penalty, None) for beam search (num_beams > 1), else (1, 1.0, the
     sampling config); one line naming `generation.strategies.<name>` when the settings are not valid."""
@@ -246,12 +251,13 @@ def parse_strategy(name: str, settings) -> tuple[int, float, SamplingConfig | No
             f"drop the strategy with ~{where}"
         )
     settings = dict(settings)
-    for key, value in settings.items():
-        if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+    unknown = [key for key in settings if key not in STRATEGY_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown decoding option {', '.join(unknown)}; the options are {', '.join(STRATEGY_KEYS)}"
+        )
+    check_values(GenerateSchema, settings, where)  # as generate's command line declares them
     num_beams = settings.pop("num_beams", 1)
-    if not isinstance(num_beams, int) or num_beams < 1:
-        raise ConfigError(f"{where}: num_beams must be an integer >= 1, got {num_beams!r}")
     length_penalty = settings.pop("length_penalty", None)
     if num_beams > 1:
         return num_beams, _beam_length_penalty(where, num_beams, length_penalty, settings), None
@@ -267,17 +273,11 @@ def _beam_length_penalty(where: str, num_beams: int, length_penalty, others: dic
             f"{where}: beam search (num_beams={num_beams}) takes only num_beams and length_penalty, "
             f"not {', '.join(others)}; drop them or use num_beams=1 to sample"
         )
-    if length_penalty is not None and not isinstance(length_penalty, (int, float)):
-        raise ConfigError(f"{where}: length_penalty must be a number, got {length_penalty!r}")
     return 1.0 if length_penalty is None else float(length_penalty)
 
 
 def _sampling_config(where: str, settings: dict) -> SamplingConfig:
     """`SamplingConfig(**settings)`, its errors prefixed with the strategy's name."""
-    unknown = [key for key in settings if key not in SamplingConfig.__dataclass_fields__]
-    if unknown:
-        known = ", ".join([*SamplingConfig.__dataclass_fields__, "num_beams", "length_penalty"])
-        raise ConfigError(f"{where}: unknown decoding option {', '.join(unknown)}; the options are {known}")
     try:
         return SamplingConfig(**settings)
     except ConfigError as e:

@@ -27,9 +27,11 @@ from minigpt.checkpoint.format import read_meta
 from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
 from minigpt.cli import build, fail, quiet_libraries, run_dir_of
+from minigpt.configs import TaskChoice
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.figures import plot_loss_curve, tensorboard_tag
 from minigpt.io import check_run_place, json_safe, printable
+from minigpt.schema import check_values
 from minigpt.sweep import swept_overrides
 from minigpt.training.allocator import keep_freed_memory
 from minigpt.training.callbacks import HParamsSummary, TextSamples, final_sample
@@ -86,10 +88,9 @@ def build_task(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModul
 
 
 def task_of(cfg: DictConfig) -> str:
-    """`lm`, `classify` or `caption` (conf/task/); one clear line for anything else."""
+    """A task of `TASKS` (conf/task/), as `TaskChoice` declares it; one clear line for anything else."""
     name = (cfg.get("task") or {}).get("name", "lm")
-    if name not in ("lm", "classify", "caption"):
-        raise ConfigError(f"task.name={name!r} is unknown; pick task=lm, task=classify or task=caption")
+    check_values(TaskChoice, {"name": name}, "task")
     return name
 
 
