@@ -12,9 +12,11 @@ from minigpt.threads import AUTO_ONE_THREAD_BELOW, auto_threads, resolve_threads
 def test_auto_picks_one_thread_for_generation_and_the_free_cores_for_scoring(monkeypatch):
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
     monkeypatch.setattr(threads, "others_running", lambda: 0)
-    # the default model (0.80M parameters): one sequence, 16 sequences, then 64 windows of 64
+    # the default model (0.80M parameters): one sequence on one thread; 16 sequences, or 64 windows
+    # of 64, on the free cores
     assert auto_threads(800_000, 1, available=8) == 1
-    assert auto_threads(800_000, 16, available=8) == 1
+    assert auto_threads(800_000, 4, available=8) == 1
+    assert auto_threads(800_000, 16, available=8) == 8
     assert auto_threads(800_000, 64 * 64, available=8) == 8
     assert auto_threads(AUTO_ONE_THREAD_BELOW, 1, available=8) == 8
     monkeypatch.setattr(threads, "others_running", lambda: 3)  # three cores busy with other work
@@ -22,6 +24,30 @@ def test_auto_picks_one_thread_for_generation_and_the_free_cores_for_scoring(mon
     monkeypatch.setattr(threads, "others_running", lambda: 20)
     assert auto_threads(800_000, 64 * 64, available=8) == 1
     assert threads.others_running() >= 0  # the real count, whatever the machine does now
+
+
+def test_this_processs_own_spinning_threads_are_not_other_work():
+    """PyTorch's workers spin for a moment after a parallel region: counted as other processes'
+    work, they would make auto pick one thread on idle cores."""
+    import hashlib
+    import threading
+    import time
+
+    stop, data = threading.Event(), bytes(1 << 22)
+
+    def spin() -> None:  # hashing a large buffer runs without the GIL: the thread stays runnable
+        while not stop.is_set():
+            hashlib.sha256(data).digest()
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.05)
+        counts = [threads.own_running() for _ in range(20)]
+    finally:
+        stop.set()
+        spinner.join()
+    assert max(counts) >= 2  # the asking thread and, at some read, the spinner
 
 
 def test_a_count_overrides_and_the_previous_count_comes_back():
