@@ -120,6 +120,7 @@ GALLERY = {
     "no_residual": "vanishing gradients",
     "no_scale": "saturated attention",
     "init_large": "exploding gradients",
+    "no_warmup": "dead units",  # its fix is named saturated attention too (docs/debugging.md)
     "greedy": "repetition",
 }
 
