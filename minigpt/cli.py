@@ -79,6 +79,10 @@ def is_out_of_memory(e: BaseException) -> bool:
     )
 
 
+# whether the user set HYDRA_FULL_ERROR=1 (hydra_tool sets it for Hydra itself either way)
+FULL_ERROR_ASKED = [False]
+
+
 def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Turn user errors raised by `fn` into one line and exit code 2. In a Hydra multirun a failed
     job is one line naming the job, and the sweep goes on with the others (`SweepOutcome` then
@@ -90,6 +94,8 @@ def friendly_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
 
         if in_multirun():
             return sweep_job(fn, cfg)
+        if FULL_ERROR_ASKED[0]:  # the schemas' checks raise, for the traceback Hydra's own errors give
+            check_job(cfg)
         with user_errors():
             check_job(cfg)
             return fn(cfg)
@@ -129,6 +135,7 @@ def hydra_tool(config_path: str, config_name: str) -> Callable[[Callable[[DictCo
         @functools.wraps(fn)
         def main() -> Any:
             asked = os.environ.get("HYDRA_FULL_ERROR")
+            FULL_ERROR_ASKED[0] = asked == "1"
             if asked_for_help(config_name):
                 return None
             try:

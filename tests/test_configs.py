@@ -244,3 +244,18 @@ def test_task_of_takes_the_task_names_tasks_declares():
     assert task_of(OmegaConf.create({})) == "lm"
     with pytest.raises(ConfigError, match=r"^task\.name='foo' is unknown; choose one of lm, classify, caption"):
         task_of(OmegaConf.create({"task": {"name": "foo"}}))
+
+
+def test_hydra_full_error_gives_the_traceback_of_a_schema_check(tmp_path):
+    """One line and exit 2 by default; with HYDRA_FULL_ERROR=1 the traceback, for the checks of the
+    `_target_` groups (minigpt/schema.py) as for the errors Hydra raises itself; either way before
+    Hydra makes the run folder, so nothing is written."""
+    from conftest import run_cli
+
+    for key in ("trainer.max_steps=abc", "model.n_layer=abc"):
+        quiet = run_cli(str(ROOT / "train.py"), key, cwd=tmp_path)
+        assert quiet.returncode == 2 and "Traceback" not in quiet.stderr, quiet.stderr
+        assert quiet.stderr.count("\n") == 1, quiet.stderr
+        full = run_cli(str(ROOT / "train.py"), key, cwd=tmp_path, HYDRA_FULL_ERROR="1")
+        assert full.returncode != 0 and "Traceback" in full.stderr, full.stderr
+    assert not (tmp_path / "outputs").exists()

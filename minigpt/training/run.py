@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +23,17 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from minigpt.checkpoint.format import read_meta
 from minigpt.checkpoint.init_from import check_vocabulary, use_pretrained
 from minigpt.checkpoint.load import check_resumable
-from minigpt.cli import build, fail, quiet_libraries, run_dir_of
-from minigpt.configs import TaskChoice
+from minigpt.cli import FULL_ERROR_ASKED, build, fail, one_line, quiet_libraries, run_dir_of
+from minigpt.configs import TaskChoice, check_composed
 from minigpt.errors import ConfigError, RunDirError, TrainingDiverged, VocabularyError
 from minigpt.figures import plot_loss_curve, tensorboard_tag
 from minigpt.io import check_run_place, json_safe, printable
+from minigpt.options import check_finite_options
 from minigpt.schema import check_values
 from minigpt.sweep import swept_overrides
 from minigpt.training.allocator import keep_freed_memory
@@ -177,6 +180,7 @@ class RunDirCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP worker joins rank 0's directory
             return
+        check_before_folder(config)
         run_dir = Path(str(config.hydra.run.dir))
         note_if_new(run_dir)
         try:
@@ -186,6 +190,24 @@ class RunDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         note_if_new(Path(str(config.hydra.sweep.dir)))  # then every job folder in it is this sweep's
+
+
+def check_before_folder(config: DictConfig) -> None:
+    """The composed options against their declarations, before Hydra makes the run folder: a
+    wrong value is one line and exit code 2 with nothing written (the traceback with
+    HYDRA_FULL_ERROR=1). An interpolation only a running job resolves (`${hydra:...}`) leaves the
+    check to the job, which runs it again (`preflight`)."""
+    task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    try:
+        check_finite_options(task)
+        check_composed(task, "train")
+    except ConfigError as e:
+        if FULL_ERROR_ASKED[0]:  # Hydra turns a callback's exception into a warning: print it here
+            traceback.print_exc()
+            raise SystemExit(1) from e
+        fail(one_line(e))
+    except OmegaConfBaseException:
+        return
 
 
 @holds_run_dir
