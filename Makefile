@@ -31,9 +31,10 @@ test: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=10 $(ARGS)
 
 # The slow tests only (long training runs); CI runs them after `make test` and `make docs`. The
-# notebooks' runs are left out: `make docs` runs every notebook already (`make test-all` has both).
+# notebooks' runs are left out: `make docs` runs every notebook already; so are the debugging
+# gallery's runs, a minute each, to keep CI under 20 minutes (`make test-all` has both).
 test-slow: setup
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "slow and not notebooks" $(ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=15 -m "slow and not notebooks and not gallery" $(ARGS)
 
 test-all: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "slow or not slow" $(ARGS)

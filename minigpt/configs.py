@@ -490,6 +490,10 @@ class TaskChoice:
     name: str = option("lm", doc="what is trained", choices=tuple(TASKS), hint="pick it with task=<name>")
 
 
+# the model group's declarations by its `arch` (the ranges OmegaConf's schema cannot hold)
+MODEL_CONFIGS = {"gpt": GPTConfig, "lstm": LSTMConfig}
+
+
 def check_composed(cfg: DictConfig, config_name: str) -> None:
     """Every declared option of a composed config against its declaration (`minigpt/schema.py`):
     the tool's top level, each group with a `_target_` by its target's options, each callback of
@@ -497,6 +501,9 @@ def check_composed(cfg: DictConfig, config_name: str) -> None:
     `ConfigError` line for the first value that does not fit. Values are read resolved, so an
     interpolation (`${model.block_size}`) is checked as what it gives."""
     values = OmegaConf.to_container(cfg, resolve=True)
+    model = values.get("model")
+    if config_name == "train" and isinstance(model, dict):  # first: other groups read its sizes
+        check_values(MODEL_CONFIGS.get(model.get("arch", "gpt"), GPTConfig), model, "model")
     if config_name in TOOL_OPTIONS:
         _check_node(TOOL_OPTIONS[config_name], values, "")
     for group in ("trainer", "optim", "scheduler", "data"):

@@ -3,7 +3,7 @@
     python scripts/screenshots.py                    # the site's pages and TensorBoard's
     python scripts/screenshots.py --only site        # build the site, shoot two of its pages
     python scripts/screenshots.py --only tensorboard # train (if needed), start TensorBoard, shoot it
-    python scripts/screenshots.py --only debugging   # a failing gallery run beside its fix
+    python scripts/screenshots.py --only debugging   # each failing gallery run beside its fix
 
 site: builds the site (mkdocs build --strict) into site/, serves it on a free local port and saves
 the home page and "Reading the model" as docs/images/site_home.png and site_reading_the_model.png.
@@ -13,10 +13,12 @@ summary.json files exist; --retrain starts over), starts TensorBoard on a free p
 dashboard as TensorBoard first shows it, waits for its charts and saves
 docs/images/tensorboard_<dashboard>.png.
 
-debugging: trains `experiment=debug/loss_spike` and the same run with its fix under
-outputs/docs_debug/ (skipped when their summary.json files exist), and saves TensorBoard's time
-series of the loss and the `view/health/*` signals of both as docs/images/debugging_health.png and
-the run's diagnosis (the TEXT tab's `view/health/diagnosis`) as docs/images/debugging_diagnosis.png.
+debugging: trains each failure of the gallery (`experiment=debug/<failure>`), the run after its
+fix and a normal run under outputs/docs_debug/ (skipped when their summary.json files exist;
+about 12 minutes on 2 idle cores), and saves, for each failure, TensorBoard's time series of the
+signal its symptom is named by, the failing run beside its fix, as docs/images/debugging_<view>.png
+(the loss spike's as debugging_health.png), and the runs' diagnoses (the TEXT tab's
+`view/health/diagnosis`) as docs/images/debugging_diagnosis.png.
 
 Needs the system Chromium (`chromium` on PATH); Playwright's own browser download is not used.
 """
@@ -153,33 +155,54 @@ def shoot_tensorboard(playwright, retrain: bool, overrides: list[str]) -> None:
 
 
 DEBUG_RUNS = ROOT / "outputs" / "docs_debug"
-# run name -> the overrides of the failing gallery run and of its fix (docs/debugging.md)
-DEBUG_PAIR = {
+# run name -> its overrides: each failure of the gallery (docs/debugging.md) and the run after its
+# fix; the fixes of lr_low, init_large and greedy give the normal run
+DEBUG_RUN_OVERRIDES = {
+    "normal": ["trainer.max_steps=300", "trainer.val_check_interval=100"],
     "loss_spike": ["experiment=debug/loss_spike"],
     "loss_spike_clipped": ["experiment=debug/loss_spike", "trainer.gradient_clip_val=1.0"],
+    "lr_high": ["experiment=debug/lr_high"],
+    "lr_high_fixed": ["experiment=debug/lr_high", "optim.lr=1e-3"],
+    "lr_low": ["experiment=debug/lr_low"],
+    "no_residual": ["experiment=debug/no_residual"],
+    "no_residual_fixed": ["experiment=debug/no_residual", "model.residual=true"],
+    "init_large": ["experiment=debug/init_large"],
+    "no_warmup": ["experiment=debug/no_warmup"],
+    "no_warmup_fixed": ["experiment=debug/no_warmup", "scheduler.warmup_steps=100"],
+    "no_scale": ["experiment=debug/no_scale"],
+    "no_scale_fixed": ["experiment=debug/no_scale", "model.scale_attn=true"],
+    "greedy": ["experiment=debug/greedy"],
 }
-# (file name, dashboard and its settings in TensorBoard's URL, the tag filter typed into TIME SERIES)
+# (file name, dashboard and its settings in TensorBoard's URL, the runs shown (a regex typed into
+# the run filter), the tags shown (a regex typed into TIME SERIES' tag filter) or None)
 DEBUG_VIEWS = [
-    ("debugging_health", "timeseries", "train/loss$|view/health/dead_units"),
-    ("debugging_diagnosis", "text&tagFilter=view%2Fhealth%2Fdiagnosis", None),
+    ("debugging_health", "timeseries", "^loss_spike", "train/loss$|view/health/dead_units"),
+    ("debugging_lr_high", "timeseries", "^lr_high", "eval/loss$|view/health/attention_saturation"),
+    ("debugging_lr_low", "timeseries", "^(lr_low|normal)/", "train/loss$"),
+    ("debugging_no_residual", "timeseries", "^no_residual", "view/health/grad_ratio|view/health/dead_units/L0"),
+    ("debugging_init_large", "timeseries", "^(init_large|normal)/", "weights/grad_norm/total|saturation/L0"),
+    ("debugging_no_warmup", "timeseries", "^no_warmup", "eval/loss$|view/health/dead_units"),
+    ("debugging_no_scale", "timeseries", "^no_scale", "view/health/attention_saturation"),
+    ("debugging_diagnosis", "text&tagFilter=view%2Fhealth%2Fdiagnosis", "^(greedy|lr_low|init_large)/", None),
 ]
 
 
 def shoot_debugging(playwright, retrain: bool, overrides: list[str]) -> None:
-    for name, pair in DEBUG_PAIR.items():
+    for name, run in DEBUG_RUN_OVERRIDES.items():
         run_dir = DEBUG_RUNS / name
         if retrain or not (run_dir / "summary.json").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
-            command = [sys.executable, "train.py", *pair, "trainer.log_every_n_steps=1", f"run_dir={run_dir}"]
+            command = [sys.executable, "train.py", *run, "trainer.log_every_n_steps=1", f"run_dir={run_dir}"]
             subprocess.run([*command, *overrides], cwd=ROOT, check=True)
     browser, page = browser_page(playwright, 1440, 1100)
     with tensorboard(DEBUG_RUNS) as url:
-        for name, fragment, tags in DEBUG_VIEWS:
+        for name, fragment, runs, tags in DEBUG_VIEWS:
             page.goto(f"{url}/#{fragment}", wait_until="networkidle")
             page.wait_for_timeout(3000)
+            page.get_by_placeholder("Filter runs (regex)").first.fill(runs)
             if tags is not None:
-                page.locator("input[placeholder='Filter tags (regex)']").fill(tags)
-                page.keyboard.press("Escape")  # close the suggestions that would cover the charts
+                page.get_by_placeholder("Filter tags (regex)").first.fill(tags)
+            page.keyboard.press("Escape")  # close the suggestions that would cover the charts
             page.wait_for_timeout(6000)  # charts draw after their data arrives
             page.screenshot(path=str(IMAGES / f"{name}.png"))
             print(f"saved docs/images/{name}.png")

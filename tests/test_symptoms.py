@@ -83,6 +83,7 @@ def _symptoms_of(caplog) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.gallery
 def test_a_normal_run_stays_quiet(tmp_path, small_corpus, caplog):
     caplog.set_level(logging.WARNING, logger="minigpt")
     _run(tmp_path, small_corpus, "trainer.max_steps=200")
@@ -126,6 +127,7 @@ GALLERY = {
 
 
 @pytest.mark.slow
+@pytest.mark.gallery  # about a minute each: `make test-all`, not CI's `make test-slow`
 @pytest.mark.parametrize("failure", sorted(GALLERY))
 def test_the_gallery_failure_is_named(failure, tmp_path, shakespeare, caplog):
     from omegaconf import open_dict
