@@ -17,10 +17,19 @@ from minigpt import sweep as sweeps
 
 
 def start(*args: str) -> subprocess.Popen:
+    """The command in a fresh interpreter that takes Ctrl-C as a terminal's user would send it: a
+    test runner started in the background (nohup, `cmd &` in a script) ignores SIGINT, and a child
+    inherits that, so Python would never raise KeyboardInterrupt in it."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
     env.pop("PYTEST_ADDOPTS", None)
     return subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 (no threads here)
     )
 
 
