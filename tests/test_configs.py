@@ -117,6 +117,7 @@ def undeclared(cls: type, node: dict, prefix: str = "") -> list[str]:
     return out
 
 
+@pytest.mark.slow  # ~80 compositions of 0.6 s: the default suite keeps its 3 minutes
 @pytest.mark.parametrize(("group", "option"), group_options())
 def test_every_group_option_composes_against_its_schema(group, option):
     """Each YAML of conf/<group>/ composes and passes `check_composed`, and each group node with a
