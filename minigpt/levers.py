@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from minigpt.model import GPT, MLP, CausalSelfAttention, Context, GPTConfig, KVCache, make_norm
 
 
-# --8<-- [start:relu2]
 class ReLUSquared(torch.autograd.Function):
     """relu(x)**2, with its derivative 2*relu(x) written out.
 
@@ -45,10 +44,8 @@ class ReLUSquared(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (r,) = ctx.saved_tensors
         return (grad * r).mul_(2)  # zero wherever x < 0, since r is
-        # --8<-- [end:relu2]
 
 
-# --8<-- [start:short_conv]
 class CausalShortConv(torch.autograd.Function):
     """y_t = x_t + sum over s < k of w[s] * x_(t-s), with nothing before the first position:
     x (B, T, C), w (k, C).
@@ -106,7 +103,6 @@ class ShortConv(nn.Module):
         # the k-1 inputs just before x come from the cache: run over both, keep the new positions
         seen = cache.extend_conv_inputs(self.name, x, k - 1)
         return CausalShortConv.apply(seen, self.weight)[:, k - 1 :]
-        # --8<-- [end:short_conv]
 
 
 class LeverCache(KVCache):
@@ -135,7 +131,6 @@ class LeverCache(KVCache):
         self.conv_inputs.clear()
 
 
-# --8<-- [start:value_embeds]
 @dataclass(frozen=True)
 class LeverContext(Context):
     """The textbook's Context plus each layer's value embedding (B, T, C)."""
@@ -153,7 +148,6 @@ class ValueEmbedAttention(CausalSelfAttention):
     def qkv(self, x: torch.Tensor, ctx: LeverContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q, k, v = super().qkv(x, ctx)
         return q, k, v + ctx.value_embeds[self.layer_idx]
-        # --8<-- [end:value_embeds]
 
 
 class LeverBlock(nn.Module):

@@ -6,13 +6,12 @@ LightningModule, logging and sweeps train it: `python train.py model=lstm`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 
-from minigpt.errors import ConfigError
-from minigpt.schema import check_fields, option
+from minigpt.schema import check_fields, from_mapping, option
 
 
 @dataclass
@@ -34,10 +33,7 @@ class LSTMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LSTMConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown option(s) for model=lstm: {', '.join(unknown)}")
-        return cls(**d)
+        return from_mapping(cls, d, "model")
 
 
 class LSTMLM(nn.Module):

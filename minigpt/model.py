@@ -1,16 +1,15 @@
 """The transformer, written out by hand: attention, blocks, position encodings, GPT.
 
-Shapes follow nanoGPT's names: B batch, T new positions, S positions attended to (cached +
-new), C = n_embd, nh = n_head, hs = head size = C // nh, V = vocab_size.
-This module imports neither Lightning nor Hydra: it is plain PyTorch. What exists only for the
-budget recipes (short convolutions, value embeddings, U-net skips, ...) is in minigpt/levers.py,
-which extends `GPT` through the methods marked "lever hook".
+Shapes follow nanoGPT's names: B batch, T new positions, S positions attended to (cached + new),
+C = n_embd, nh = n_head, hs = head size = C // nh, V = vocab_size. Plain PyTorch: no Lightning, no
+Hydra. The budget recipes' levers (short convolutions, value embeddings, ...) are in
+minigpt/levers.py, which extends `GPT` through the methods marked "lever hook".
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 
 import torch
@@ -18,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt.errors import ConfigError
-from minigpt.schema import check_fields, option
+from minigpt.schema import check_fields, from_mapping, option
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
 ATTN_IMPLS = ("manual", "sdpa")
@@ -28,7 +27,6 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
 LEVERS = ("zero_init_proj", "logit_softcap", "value_embeds", "unet_skips", "short_conv")
 
 
-# --8<-- [start:config]
 @dataclass
 class GPTConfig:
     """Everything that defines the network's shape; travels inside every checkpoint."""
@@ -58,7 +56,6 @@ class GPTConfig:
     value_embeds: bool = option(False, doc="each layer adds a learned per-token vector to its values")
     unet_skips: bool = option(False, doc="the first half's block outputs feed the second half, mirrored")
     short_conv: int = option(0, doc="> 0: a causal convolution this wide before each branch", low=0, hint="0 = off")
-    # --8<-- [end:config]
 
     def __post_init__(self) -> None:
         check_fields(self, "model")  # types, choices and ranges, as declared above
@@ -90,23 +87,16 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
-        """Build from a dict, rejecting unknown keys with a clear message."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown model option(s): {', '.join(unknown)}")
-        return cls(**d)
+        return from_mapping(cls, d, "model")
 
 
 # --------------------------------------------------------------------------- positions
 
-# Vaswani et al. scale token embeddings up to the table's size; `GPT` scales the table (RMS
-# 1/sqrt(2)) down to the embeddings' init std of 0.02 instead, so that neither drowns the other
-# at the start of training
+# Vaswani et al. scale the token embeddings up to the table; here the table (RMS 1/sqrt(2)) is scaled
+# down to the embeddings' init std of 0.02, so that neither drowns the other at the start of training
 SINUSOIDAL_SCALE = 0.02 * math.sqrt(2)
 
 
-# --8<-- [start:sinusoidal]
 def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
     """Fixed sine/cosine position table of Vaswani et al. (2017): (n_pos, dim)."""
     pos = torch.arange(n_pos, dtype=torch.float32)[:, None]
@@ -116,10 +106,8 @@ def sinusoidal_table(n_pos: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * inv_freq)
     table[:, 1::2] = torch.cos(pos * inv_freq)
     return table
-    # --8<-- [end:sinusoidal]
 
 
-# --8<-- [start:rope]
 def rope_cos_sin(positions: torch.Tensor, head_size: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the rotary angles (Su et al. 2021) for integer positions: each (T, hs/2)."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)
@@ -139,10 +127,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (B, nh, T, hs/2) complex
     rotated = pairs * torch.complex(cos.float(), sin.float())
     return torch.view_as_real(rotated).flatten(-2).to(x.dtype)
-    # --8<-- [end:rope]
 
 
-# --8<-- [start:alibi]
 def alibi_slopes(n_head: int) -> torch.Tensor:
     """Per-head slopes of ALiBi (Press et al. 2022): a geometric sequence starting at 2^(-8/n)."""
 
@@ -156,19 +142,16 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     closest = 2 ** math.floor(math.log2(n_head))
     extra = power_of_two_slopes(2 * closest)[0::2][: n_head - closest]
     return torch.tensor(power_of_two_slopes(closest) + extra)
-    # --8<-- [end:alibi]
 
 
 # --------------------------------------------------------------------------- KV cache
 
 
-# --8<-- [start:kv_cache]
 class KVCache:
     """Keys and values of positions already seen, per layer, so decoding one token costs O(S).
 
-    Tensors are pre-allocated to `capacity` positions: (B, nh, capacity, hs); slot i holds
-    position i of the current window. Each layer writes its new keys and values at slots
-    `length`, `length + 1`, ...; once every layer has, the model calls `advance`."""
+    Pre-allocated to `capacity` positions, (B, nh, capacity, hs): slot i holds position i. Each layer
+    writes its new keys and values at slots `length`, ...; once every layer has, the model `advance`s."""
 
     def __init__(self, n_layer: int, capacity: int) -> None:
         self.capacity = capacity
@@ -202,30 +185,24 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
-        # --8<-- [end:kv_cache]
 
 
-# --8<-- [start:context]
 @dataclass(frozen=True)
 class Context:
-    """What every block reads in one forward besides x, built once by `GPT._run` (as litgpt
-    passes `mask`, `cos` and `sin`): RoPE's cos and sin (T, hs/2) each, the attention bias
-    (nh or 1, T, S) with -inf on the future (None: plain causal attention over T == S positions,
-    which the fused kernel masks by itself), the KV cache, and whether to return attention weights.
-    `idx` (B, T) are the token ids of the new positions (minigpt/levers.py reads them)."""
+    """What every block reads besides x, built once per forward by `GPT._run`: RoPE's cos and sin
+    (T, hs/2) each, the attention bias (nh or 1, T, S; None: plain causal, which the fused kernel
+    masks itself), the KV cache, whether to return attention weights, and the new token ids (B, T)."""
 
     rope: tuple[torch.Tensor, torch.Tensor] | None = None
     bias: torch.Tensor | None = None
     cache: KVCache | None = None
     need_weights: bool = False
     idx: torch.Tensor | None = None
-    # --8<-- [end:context]
 
 
 # --------------------------------------------------------------------------- layers
 
 
-# --8<-- [start:causal_mask]
 def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
     """(T, S) booleans, True where query i may attend to key j.
 
@@ -234,7 +211,6 @@ def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
     Everything above that diagonal is the future, which a language model must not see.
     """
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
-    # --8<-- [end:causal_mask]
 
 
 def causal_bias(T: int, S: int, device: torch.device) -> torch.Tensor:
@@ -242,17 +218,14 @@ def causal_bias(T: int, S: int, device: torch.device) -> torch.Tensor:
     return torch.zeros(1, T, S, device=device).masked_fill(~causal_mask(T, S, device), float("-inf"))
 
 
-# --8<-- [start:norm]
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "layernorm":
         return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd)
     return nn.Identity()
-    # --8<-- [end:norm]
 
 
-# --8<-- [start:attention]
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position t sees only positions <= t."""
 
@@ -279,39 +252,43 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: Context = Context()) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, T, C) -> (B, T, C), and the attention weights (B, nh, T, S) when ctx asks for them."""
-        # --8<-- [start:split_heads]
-        B, T, C = x.shape
-        q, k, v = self.qkv(x, ctx)
-        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        # --8<-- [end:split_heads]
+        q, k, v = self.qkv(x, ctx)  # (B, T, C) each
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, nh, T, hs) each
         if self.qk_norm:
             q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
         if ctx.rope is not None:
             q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
         if ctx.cache is not None:
             k, v = ctx.cache.update(self.layer_idx, k, v)  # (B, nh, S, hs)
-        # --8<-- [start:scores]
-        weights = None
+        y, weights = self.attend(q, k, v, ctx)  # (B, nh, T, hs)
+        return self.resid_dropout(self.c_proj(self.merge_heads(y))), weights
+
+    def split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, nh, T, hs): each position's C numbers cut into nh heads of hs."""
+        B, T, C = t.shape
+        return t.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+
+    def merge_heads(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, nh, T, hs) -> (B, T, C): the heads' outputs side by side again."""
+        B, nh, T, hs = y.shape
+        return y.transpose(1, 2).contiguous().view(B, T, nh * hs)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ctx: Context
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """softmax(q k^T * scale + bias) v for every head: (B, nh, T, hs), and the weights
+        (B, nh, T, S) when the manual path computed them."""
         if self.attn_impl == "sdpa" and not ctx.need_weights:  # torch's fused kernel, same math
             mask = None if ctx.bias is None else ctx.bias.to(q.dtype)
             p = self.attn_dropout.p if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, mask, p, is_causal=mask is None, scale=self.scale)
-        else:
-            bias = causal_bias(T, k.size(-2), x.device) if ctx.bias is None else ctx.bias
-            att = (q @ k.transpose(-2, -1)) * self.scale + bias  # (B, nh, T, S); -inf on the future
-            weights = F.softmax(att, dim=-1)  # each row: a distribution over the positions it may see
-            y = self.attn_dropout(weights) @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
-        # --8<-- [end:scores]
-        # --8<-- [start:merge_heads]
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
-        return self.resid_dropout(self.c_proj(y)), weights
-        # --8<-- [end:merge_heads]
-        # --8<-- [end:attention]
+            return y, None
+        bias = causal_bias(q.size(-2), k.size(-2), q.device) if ctx.bias is None else ctx.bias
+        att = (q @ k.transpose(-2, -1)) * self.scale + bias  # (B, nh, T, S); -inf on the future
+        weights = F.softmax(att, dim=-1)  # each row: a distribution over the positions it may see
+        return self.attn_dropout(weights) @ v, weights  # (B, nh, T, S) x (B, nh, S, hs)
 
 
-# --8<-- [start:mlp]
 def relu_squared(x: torch.Tensor) -> torch.Tensor:
     """ReLU(x)**2 (So et al. 2021, "Primer")."""
     return torch.relu(x).square()
@@ -333,10 +310,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))
-        # --8<-- [end:mlp]
 
 
-# --8<-- [start:block]
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
@@ -354,13 +329,11 @@ class Block(nn.Module):
         m = self.mlp(self.ln_2(x))
         x = x + m if self.residual else m
         return x, weights
-        # --8<-- [end:block]
 
 
 # --------------------------------------------------------------------------- GPT
 
 
-# --8<-- [start:gpt_init]
 def gpt2_init(module: nn.Module, std: float) -> None:
     """GPT-2's initialisation: weights from N(0, std^2) (std 0.02), biases at zero."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -370,11 +343,9 @@ def gpt2_init(module: nn.Module, std: float) -> None:
 
 
 class GPT(nn.Module):
-    """Decoder-only transformer language model; `forward` returns logits, never a loss.
+    """Decoder-only transformer language model; `forward` returns logits, never a loss."""
 
-    minigpt/levers.py's `LeverGPT` extends it through the methods marked "lever hook"."""
-
-    takes_levers = False  # LeverGPT builds the GPTConfig.LEVERS; this class refuses them
+    takes_levers = False  # LeverGPT (minigpt/levers.py) builds the LEVERS; this class refuses them
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -415,7 +386,6 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
-        # --8<-- [end:gpt_init]
 
     def make_block(self, cfg: GPTConfig, layer_idx: int) -> nn.Module:
         """Block `layer_idx` (lever hook)."""
@@ -432,11 +402,9 @@ class GPT(nn.Module):
         return n
 
     def new_cache(self, capacity: int | None = None) -> KVCache:
-        """An empty KV cache for up to `capacity` positions (default: block_size; more for a longer
-        context where the position encoding allows it, `check_length`) (lever hook)."""
+        """An empty KV cache for `capacity` positions, block_size by default (lever hook)."""
         return KVCache(self.config.n_layer, capacity or self.config.block_size)
 
-    # --8<-- [start:run]
     def _run(self, idx: torch.Tensor, cache: KVCache | None, need_weights: bool, tokens: torch.Tensor | None = None):
         """The blocks' output after ln_f (B, T, C) and each layer's attention weights. `tokens`
         (B, T, C) replaces the token embeddings of `idx` (minigpt/vlm.py puts image patches there)."""
@@ -460,10 +428,8 @@ class GPT(nn.Module):
         return self.transformer.ln_f(x), weights  # (B, T, C)
 
     def check_length(self, n_positions: int) -> None:
-        """Refuse `n_positions` positions when the position encoding cannot represent them all.
-        Only learned positions are bounded: their table has one row per position of the training
-        context. Sinusoidal, RoPE and ALiBi compute any position from a formula and `none` has no
-        positions, so those run past block_size (how well they predict there, docs/heads.md measures)."""
+        """Refuse more positions than learned positions have rows (block_size); sinusoidal, RoPE and
+        ALiBi compute any position and `none` has none, so they run past it (docs/heads.md)."""
         block = self.config.block_size
         if n_positions > block and self.config.pos_encoding == "learned":
             raise ConfigError(
@@ -487,9 +453,7 @@ class GPT(nn.Module):
             x, w = block(x, ctx)
             weights.append(w)
         return x, weights
-        # --8<-- [end:run]
 
-    # --8<-- [start:attention_bias]
     def attention_bias(self, T: int, past: int, dense: bool, device: torch.device) -> torch.Tensor | None:
         """What every layer adds to its attention scores for T new positions after `past` cached
         ones: (nh or 1, T, S) with -inf on the future (the causal mask) and, with ALiBi, a penalty
@@ -505,21 +469,17 @@ class GPT(nn.Module):
             distance = torch.arange(S - T, S, device=device)[:, None] - torch.arange(S, device=device)[None, :]
             bias = bias - self.alibi_slopes[:, None, None] * distance.clamp(min=0)  # (nh, T, S)
         return bias
-        # --8<-- [end:attention_bias]
 
-    # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T); with a cache, T new tokens follow the cached ones."""
         return self.logits(self._run(idx, cache, need_weights=False)[0])
-        # --8<-- [end:forward]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """lm_head on final hidden states x (B, T, C) (lever hook)."""
         return self.lm_head(x)
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        """The final hidden states (B, T, C): the last block's output after ln_f, what lm_head
-        reads. Other heads (minigpt/classify.py) build on these."""
+        """The last block's output after ln_f (B, T, C): what lm_head and other heads read."""
         return self._run(idx, None, need_weights=False)[0]
 
     def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -177,7 +177,6 @@ class ContextFeeder:
         if n - self.ctx_start > self.context:
             self.ctx_start = n - self.keep
 
-    # --8<-- [start:feeder_logits]
     @torch.inference_mode()  # cheaper than no_grad per call; what it returns is used read-only
     def logits(self) -> torch.Tensor:
         """Next-token logits (B, V) given everything in `seq`."""
@@ -191,7 +190,6 @@ class ContextFeeder:
         new = self.seq[:, self.cache_end : n]
         self.cache_end = n
         return self.model(new, cache=self.cache)[:, -1]
-        # --8<-- [end:feeder_logits]
 
     def append(self, next_ids: torch.Tensor) -> None:
         self.seq = torch.cat([self.seq, next_ids[:, None]], dim=1)

@@ -179,6 +179,15 @@ def check_fields(obj: object, prefix: str = "") -> None:
     check_values(type(obj), {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, prefix)
 
 
+def from_mapping(cls: type, values: Mapping, prefix: str) -> Any:
+    """The dataclass `cls` built from `values` (a config or a checkpoint's record), refusing keys
+    it does not declare in one line: `unknown <prefix> option(s): a, b`. Its fields check the rest."""
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)}, key=str)
+    if unknown:
+        raise ConfigError(f"unknown {prefix} option(s): {', '.join(map(shown, unknown))}")
+    return cls(**values)
+
+
 def doc_of(cls: type, name: str) -> str:
     """The one line of meaning declared for a field (for --help and docs/configs.md)."""
     return declared(cls)[name][1].get("doc", "")

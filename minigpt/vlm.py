@@ -15,14 +15,14 @@ P = c*p*p numbers per patch, C = n_embd. Plain PyTorch: no Lightning, no Hydra.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 
 from minigpt.errors import ConfigError
 from minigpt.model import GPT, GPTConfig, KVCache
-from minigpt.schema import check_fields, option
+from minigpt.schema import check_fields, from_mapping, option
 
 # the character that marks an image in a text ("▦ plus ▦ is "); the tokenizer gives it an id, the
 # `image_token`, and each image's slots repeat that id once per patch
@@ -66,17 +66,12 @@ class VisionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> VisionConfig:
-        """Build from a dict, rejecting unknown keys with a clear message."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown vision option(s): {', '.join(unknown)}")
-        return cls(**d)
+        return from_mapping(cls, d, "vision")
 
 
 # --------------------------------------------------------------------------- patches
 
 
-# --8<-- [start:patchify]
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(..., c, H, W) -> (..., N, c*p*p): the p x p squares in reading order, each flattened."""
     *lead, c, H, W = images.shape
@@ -84,7 +79,6 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     x = images.reshape(-1, c, H // p, p, W // p, p)  # (L, c, gh, p, gw, p): L = all leading dims
     x = x.permute(0, 2, 4, 1, 3, 5)  # (L, gh, gw, c, p, p): the grid first, each square's pixels last
     return x.reshape(*lead, (H // p) * (W // p), c * p * p)  # (..., N, P)
-    # --8<-- [end:patchify]
 
 
 def unpatchify(patches: torch.Tensor, patch_size: int, channels: int = 1) -> torch.Tensor:
@@ -96,7 +90,6 @@ def unpatchify(patches: torch.Tensor, patch_size: int, channels: int = 1) -> tor
     return x.reshape(*lead, channels, g * p, g * p)
 
 
-# --8<-- [start:patch_embedding]
 class PatchEmbedding(nn.Module):
     """Image -> tokens: each flattened patch through one linear layer, plus a learned vector for
     its place in the grid (the patches' own position encoding: which square of the image)."""
@@ -114,7 +107,6 @@ class PatchEmbedding(nn.Module):
         """(B, M, c, H, W) -> (B, M, N, C)."""
         patches = patchify(images, self.cfg.patch_size)  # (B, M, N, P)
         return self.proj(patches) + self.wpe.weight  # (B, M, N, C); wpe broadcasts over B and M
-        # --8<-- [end:patch_embedding]
 
 
 # --------------------------------------------------------------------------- the model
@@ -133,7 +125,6 @@ class VLM(GPT):
         self.image_token = image_token
         self.vision = PatchEmbedding(vision, cfg.n_embd)
 
-    # --8<-- [start:embed]
     def embed(self, idx: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
         """Token embeddings (B, T, C) with each image slot replaced by its patch's embedding.
         `images` (B, M, c, H, W) holds each row's images in order; rows with fewer images than M
@@ -154,7 +145,6 @@ class VLM(GPT):
         used = torch.arange(images.size(1), device=idx.device)[None, :] < n_images[:, None]  # (B, M)
         # masked_scatter fills the slots row by row, left to right, from the used images in order
         return x.masked_scatter(slots[..., None], patches[used].to(x.dtype))  # (B, T, C)
-        # --8<-- [end:embed]
 
     def _run(self, idx: torch.Tensor, cache: KVCache | None, need_weights: bool, images: torch.Tensor | None = None):
         """As `GPT._run`, with the patches in their slots: positions, causal bias and blocks are the

@@ -583,3 +583,44 @@ def test_the_option_reference_of_configs_md_is_the_schemas():
     spec.loader.exec_module(script)
     text = (DOCS / "configs.md").read_text(encoding="utf-8")
     assert script.with_reference(text) == text, "run python scripts/config_reference.py"
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_every_code_include_of_the_pages_names_something_the_file_defines():
+    """The site's Python code comes from the source by name (scripts/mkdocs_source.py, the hook of
+    mkdocs.yml): each include resolves, so `make docs` cannot fail on one, and the source carries
+    no include markers for a reader to step over."""
+    hook = load_script("mkdocs_source")
+    pages = [*sorted(DOCS.glob("*.md")), ROOT / "CONTRIBUTING.md"]
+    shown = [m for page in pages for m in hook.INCLUDE.finditer(page.read_text(encoding="utf-8"))]
+    assert len(shown) > 30, "the pages include their code by name"
+    for page in pages:
+        hook.include_source(page.read_text(encoding="utf-8"), page.name)
+    sources = [p for folder in ROOTS for p in (ROOT / folder).glob("**/*.py")]
+    marker = re.compile(r"^\s*# --8<-- \[(start|end):", re.M)
+    assert not [str(p) for p in sources if marker.search(p.read_text(encoding="utf-8"))]
+
+
+def test_a_code_include_is_the_named_source_indented_like_its_line_and_a_missing_name_fails(tmp_path):
+    from mkdocs.exceptions import PluginError
+
+    hook = load_script("mkdocs_source")
+    page = '??? note\n\n    ```python\n    --8<-- "minigpt/model.py:KVCache.advance"\n    ```\n'
+    code = hook.include_source(page, "page.md")
+    assert '    def advance(self, T: int) -> None:\n        """Count T new' in code
+    assert "def reorder" not in code and "--8<--" not in code
+    config = hook.include_source('--8<-- "minigpt/model.py:GPTConfig"', "page.md")
+    assert config.startswith("@dataclass\nclass GPTConfig:")  # decorators come with their class
+    assert hook.include_source('--8<-- "minigpt/model.py:ACTIVATION_FNS"', "p.md").startswith("ACTIVATION_FNS = {")
+    with pytest.raises(PluginError, match=r"page.md: minigpt/model.py defines no 'GPT.nothing'"):
+        hook.include_source('--8<-- "minigpt/model.py:GPT.nothing"', "page.md")
+    untouched = '--8<-- "conf/ablation/no_scale.yaml"'
+    assert hook.include_source(untouched, "page.md") == untouched

@@ -105,7 +105,6 @@ def test_unet_skips_feed_the_mirrored_block():
     torch.testing.assert_close(seen["in", 3], seen["out", 2] + w[0] * seen["out", 0])
 
 
-# --8<-- [start:test_relu2]
 def test_relu_squared_backward_equals_autograds():
     x = torch.randn(4, 5, 9, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
@@ -114,10 +113,8 @@ def test_relu_squared_backward_equals_autograds():
     (autograds,) = torch.autograd.grad(relu_squared(x), x, grad)  # the textbook's ReLU²
     torch.testing.assert_close(ours, autograds, rtol=0, atol=0)
     torch.testing.assert_close(ReLUSquared.apply(x), relu_squared(x), rtol=0, atol=0)
-    # --8<-- [end:test_relu2]
 
 
-# --8<-- [start:test_short_conv]
 def test_short_conv_mixes_exactly_the_positions_before_each_one():
     torch.manual_seed(0)
     conv = ShortConv(channels=3, k=3, name="test")
@@ -141,7 +138,6 @@ def test_short_conv_mixes_exactly_the_positions_before_each_one():
     # fed one position at a time through a cache, the same outputs
     cache = LeverCache(n_layer=1, capacity=5)
     torch.testing.assert_close(torch.cat([conv(x[:, t : t + 1], cache) for t in range(5)], 1), expected)
-    # --8<-- [end:test_short_conv]
 
 
 def test_short_conv_under_compile_and_export_equals_the_eager_one(monkeypatch):

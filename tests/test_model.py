@@ -27,7 +27,6 @@ def make(pos="learned", impl="manual", **kw) -> GPT:
     return GPT(cfg).eval()
 
 
-# --8<-- [start:test_causal]
 @pytest.mark.parametrize("impl", ["manual", "sdpa"])
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 def test_future_tokens_do_not_change_past_logits(pos, impl):
@@ -40,10 +39,8 @@ def test_future_tokens_do_not_change_past_logits(pos, impl):
         a, b = model(x), model(y)
         torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-6)
         assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :])  # and the future does see them
-    # --8<-- [end:test_causal]
 
 
-# --8<-- [start:test_sdpa]
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 @pytest.mark.parametrize("variant", [{}, {"scale_attn": False}, {"norm": "rmsnorm", "qk_norm": True}, {"n_head": 1}])
 def test_manual_and_sdpa_agree_in_values_and_gradients(pos, variant):
@@ -57,7 +54,6 @@ def test_manual_and_sdpa_agree_in_values_and_gradients(pos, variant):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
-    # --8<-- [end:test_sdpa]
 
 
 @pytest.mark.parametrize("pos", ["learned", "alibi"])
@@ -77,7 +73,6 @@ def test_dropout_is_active_in_training_only():
     torch.testing.assert_close(model(x), model(x))
 
 
-# --8<-- [start:test_weights]
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 def test_attention_weights_are_causal_distributions(pos):
     model = make(pos, "sdpa")
@@ -88,7 +83,6 @@ def test_attention_weights_are_causal_distributions(pos):
         assert w.shape == (2, 2, 12, 12)
         torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 12))
         assert torch.all(w.triu(diagonal=1) == 0)
-    # --8<-- [end:test_weights]
 
 
 def test_forward_with_attention_matches_forward():
@@ -97,7 +91,6 @@ def test_forward_with_attention_matches_forward():
     torch.testing.assert_close(model.forward_with_attention(x)[0], model(x), rtol=1e-5, atol=1e-5)
 
 
-# --8<-- [start:test_order]
 def test_position_encodings_make_order_matter_except_none():
     x = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
     perm = torch.cat([x[:, :5].flip(1), x[:, 5:]], dim=1)  # same tokens before position 9, other order
@@ -112,10 +105,8 @@ def test_position_encodings_make_order_matter_except_none():
             assert diff < 1e-6
         else:
             assert diff > 1e-3, pos
-    # --8<-- [end:test_order]
 
 
-# --8<-- [start:test_tying]
 def test_weight_tying_and_gpt2_init():
     model = make()
     assert model.lm_head.weight is model.transformer.wte.weight
@@ -126,7 +117,6 @@ def test_weight_tying_and_gpt2_init():
     fc = big.transformer.h[0].mlp.c_fc.weight.std().item()
     assert abs(fc - 0.02) < 0.002
     assert abs(proj - 0.02 / math.sqrt(16)) < 0.001  # residual projections scaled by 1/sqrt(2 n_layer)
-    # --8<-- [end:test_tying]
 
 
 def test_ablations_change_the_network():
@@ -138,11 +128,9 @@ def test_ablations_change_the_network():
     assert make(bias=False).transformer.h[0].attn.c_attn.bias is None
 
 
-# --8<-- [start:test_alibi]
 def test_alibi_slopes_follow_the_paper():
     torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
     assert len(alibi_slopes(6)) == 6 and torch.all(alibi_slopes(6) > 0)
-    # --8<-- [end:test_alibi]
 
 
 @pytest.mark.parametrize(
@@ -229,7 +217,6 @@ def test_attention_without_a_bias_is_plain_causal_attention_on_both_paths():
     torch.testing.assert_close(manual, fused)
 
 
-# --8<-- [start:test_rope]
 def test_rope_rotates_each_pair_by_its_positions_angle():
     from minigpt.model import apply_rope, rope_cos_sin
 
@@ -246,7 +233,6 @@ def test_rope_rotates_each_pair_by_its_positions_angle():
     rq, rk = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     assert torch.allclose((rq[5] * rk[2]).sum(), (rq[7] * rk[4]).sum(), atol=1e-5)
     assert not torch.allclose((rq[5] * rk[2]).sum(), (rq[5] * rk[4]).sum(), atol=1e-3)
-    # --8<-- [end:test_rope]
 
 
 def test_rope_under_torch_compile_rotates_the_same_way(monkeypatch):

@@ -37,7 +37,6 @@ def make(pos="learned", impl="sdpa", block=16, **levers) -> GPT:
     return model
 
 
-# --8<-- [start:test_cache_logits]
 def assert_cached_logits_equal_recompute(model: GPT, seq: torch.Tensor) -> None:
     """Teacher-forced: `seq` fed both ways, one token at a time, gives the same logits at every step."""
     cached, full = ContextFeeder(model, seq[:, :5], True), ContextFeeder(model, seq[:, :5], False)
@@ -52,7 +51,6 @@ def assert_cached_logits_equal_recompute(model: GPT, seq: torch.Tensor) -> None:
 def test_cached_logits_equal_full_recompute_past_the_window(pos, impl):
     """40 tokens: 2.5 windows of 16, so the window moves and the cache is refilled twice."""
     assert_cached_logits_equal_recompute(make(pos, impl), torch.randint(V, (2, 40)))
-    # --8<-- [end:test_cache_logits]
 
 
 @pytest.mark.parametrize("impl", ["manual", "sdpa"])
@@ -106,7 +104,6 @@ def test_levers_decode_exactly_past_the_window_and_in_beam_search(levers):
     assert [b.ids.tolist() for b in beams[0]] == [b.ids.tolist() for b in beams[1]]
 
 
-# --8<-- [start:test_cache_greedy]
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 def test_cached_greedy_equals_full_recompute_token_for_token(pos):
     model = make(pos)
@@ -114,7 +111,6 @@ def test_cached_greedy_equals_full_recompute_token_for_token(pos):
     a = generate(model, prompt, 45, SamplingConfig(temperature=0), use_cache=True)
     b = generate(model, prompt, 45, SamplingConfig(temperature=0), use_cache=False)
     assert torch.equal(a, b)
-    # --8<-- [end:test_cache_greedy]
 
 
 @pytest.mark.parametrize("pos", POS_ENCODINGS)

@@ -1,0 +1,69 @@
+"""mkdocs hook (mkdocs.yml `hooks:`): the site shows Python code by its name, from the file itself.
+
+A line of a page
+
+    --8<-- "minigpt/model.py:CausalSelfAttention.forward"
+
+becomes the source of that class, function, method or module-level assignment, with its
+decorators and docstring, as it stands in the file, indented like the line. So the code a page
+shows is the code that runs, and the source files carry no include markers for the reader to step
+over. A name the file does not define fails the build (`make docs`) naming the page and the name.
+Includes of other files (`--8<-- "conf/ablation/no_scale.yaml"`) are left to pymdownx.snippets.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INCLUDE = re.compile(r'^(?P<indent>[ \t]*)--8<-- "(?P<path>[^":\s]+\.py):(?P<name>[A-Za-z_][\w.]*)"[ \t]*$', re.M)
+
+
+def definitions(tree: ast.Module) -> dict[str, ast.stmt]:
+    """Qualified name -> node of every class, function and method, and of module-level assignments."""
+    found: dict[str, ast.stmt] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found[prefix + node.name] = node
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)) and not prefix:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                found.update({t.id: node for t in targets if isinstance(t, ast.Name)})
+
+    visit(tree.body, "")
+    return found
+
+
+def source_of(path: str, name: str) -> str:
+    """The source of `name` in the file `path` (relative to the project), dedented."""
+    text = (ROOT / path).read_text(encoding="utf-8")
+    node = definitions(ast.parse(text, filename=path)).get(name)
+    if node is None:
+        raise LookupError(f"{path} defines no {name!r}")
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return textwrap.dedent("\n".join(text.splitlines()[first - 1 : node.end_lineno]))
+
+
+def include_source(markdown: str, where: str) -> str:
+    """`markdown` with every Python include line replaced by the code it names."""
+
+    def code(match: re.Match) -> str:
+        try:
+            source = source_of(match["path"], match["name"])
+        except (OSError, SyntaxError, LookupError) as error:
+            from mkdocs.exceptions import PluginError
+
+            raise PluginError(f"{where}: {error}") from None
+        return textwrap.indent(source, match["indent"], lambda line: True)
+
+    return INCLUDE.sub(code, markdown)
+
+
+def on_page_markdown(markdown: str, page, **kwargs) -> str:  # noqa: ARG001 (mkdocs' hook signature)
+    return include_source(markdown, page.file.src_uri)
