@@ -15,7 +15,7 @@ docs/images/tensorboard_<dashboard>.png.
 
 debugging: trains each failure of the gallery (`experiment=debug/<failure>`), the run after its
 fix and a normal run under outputs/docs_debug/ (skipped when their summary.json files exist;
-about 12 minutes on 2 idle cores), and saves, for each failure, TensorBoard's time series of the
+about 15 minutes on 2 cores), and saves, for each failure, TensorBoard's time series of the
 signal its symptom is named by, the failing run beside its fix, as docs/images/debugging_<view>.png
 (the loss spike's as debugging_health.png), and the runs' diagnoses (the TEXT tab's
 `view/health/diagnosis`) as docs/images/debugging_diagnosis.png.
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,8 +126,12 @@ def train_runs(retrain: bool, overrides: list[str]) -> None:
 def tensorboard(logdir: Path) -> Iterator[str]:
     """A TensorBoard on a free local port, stopped when the block ends."""
     port = free_port()
+    # from the project's folder with a relative --logdir, as a user runs it (TensorBoard shows the logdir)
+    logdir = logdir.relative_to(ROOT) if logdir.is_relative_to(ROOT) else logdir
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
-    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/data/logdir")
@@ -173,18 +178,20 @@ DEBUG_RUN_OVERRIDES = {
     "no_scale_fixed": ["experiment=debug/no_scale", "model.scale_attn=true"],
     "greedy": ["experiment=debug/greedy"],
 }
-# (file name, dashboard and its settings in TensorBoard's URL, the runs shown (a regex typed into
-# the run filter), the tags shown (a regex typed into TIME SERIES' tag filter) or None)
+# (file name, the runs shown and the tags shown, as the regular expressions typed into TensorBoard's
+# run and tag filters); TIME SERIES unsmoothed, every point in the charts' range
 DEBUG_VIEWS = [
-    ("debugging_health", "timeseries", "^loss_spike", "train/loss$|view/health/dead_units"),
-    ("debugging_lr_high", "timeseries", "^lr_high", "eval/loss$|view/health/attention_saturation"),
-    ("debugging_lr_low", "timeseries", "^(lr_low|normal)/", "train/loss$"),
-    ("debugging_no_residual", "timeseries", "^no_residual", "view/health/grad_ratio|view/health/dead_units/L0"),
-    ("debugging_init_large", "timeseries", "^(init_large|normal)/", "weights/grad_norm/total|saturation/L0"),
-    ("debugging_no_warmup", "timeseries", "^no_warmup", "eval/loss$|view/health/dead_units"),
-    ("debugging_no_scale", "timeseries", "^no_scale", "view/health/attention_saturation"),
-    ("debugging_diagnosis", "text&tagFilter=view%2Fhealth%2Fdiagnosis", "^(greedy|lr_low|init_large)/", None),
+    ("debugging_health", "^loss_spike", "train/loss$|view/health/dead_units"),
+    ("debugging_lr_high", "^lr_high", "eval/loss$|view/health/attention_saturation"),
+    ("debugging_lr_low", "^(lr_low|normal)/", "train/loss$|eval/loss$"),
+    ("debugging_no_residual", "^no_residual", "view/health/grad_ratio|grad_norm/layer(0|11)$"),
+    ("debugging_init_large", "^(init_large|normal)/", "grad_norm/total|saturation/L0"),
+    ("debugging_no_warmup", "^no_warmup", "eval/loss$|view/health/dead_units"),
+    ("debugging_no_scale", "^no_scale", "eval/loss$|view/health/attention_saturation"),
 ]
+CARDS_BOTTOM = "Math.max(...[...document.querySelectorAll('card-view')].map(e => e.getBoundingClientRect().bottom))"
+# the TEXT tab: what the runs said (view/health/diagnosis), for three of them
+DEBUG_DIAGNOSIS = ("debugging_diagnosis", "^(greedy|lr_low|init_large)/", "view/health/diagnosis")
 
 
 def shoot_debugging(playwright, retrain: bool, overrides: list[str]) -> None:
@@ -194,18 +201,28 @@ def shoot_debugging(playwright, retrain: bool, overrides: list[str]) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
             command = [sys.executable, "train.py", *run, "trainer.log_every_n_steps=1", f"run_dir={run_dir}"]
             subprocess.run([*command, *overrides], cwd=ROOT, check=True)
-    browser, page = browser_page(playwright, 1440, 1100)
+    browser, page = browser_page(playwright, 1440, 1000)
     with tensorboard(DEBUG_RUNS) as url:
-        for name, fragment, runs, tags in DEBUG_VIEWS:
-            page.goto(f"{url}/#{fragment}", wait_until="networkidle")
-            page.wait_for_timeout(3000)
-            page.get_by_placeholder("Filter runs (regex)").first.fill(runs)
-            if tags is not None:
-                page.get_by_placeholder("Filter tags (regex)").first.fill(tags)
-            page.keyboard.press("Escape")  # close the suggestions that would cover the charts
-            page.wait_for_timeout(6000)  # charts draw after their data arrives
-            page.screenshot(path=str(IMAGES / f"{name}.png"))
+        for index, (name, runs, tags) in enumerate(DEBUG_VIEWS):
+            query = urllib.parse.urlencode({"runFilter": runs, "tagFilter": tags, "smoothing": 0})
+            page.goto(f"{url}/?{query}#timeseries", wait_until="networkidle")
+            page.wait_for_timeout(4000)
+            if index == 0:  # the settings pane: show spikes (no outlier clipping), then close it
+                page.get_by_text("Ignore outliers in chart scaling").click()
+                page.get_by_role("button", name="Settings").first.click()
+            page.wait_for_timeout(4000)  # charts draw after their data arrives
+            bottom = page.evaluate(CARDS_BOTTOM)  # the picture ends below the last chart
+            page.screenshot(
+                path=str(IMAGES / f"{name}.png"), clip={"x": 0, "y": 0, "width": 1440, "height": bottom + 16}
+            )
             print(f"saved docs/images/{name}.png")
+        name, runs, tags = DEBUG_DIAGNOSIS
+        page.set_viewport_size({"width": 1440, "height": 1100})  # the three runs' diagnoses
+        fragment = urllib.parse.urlencode({"tagFilter": tags, "regexInput": runs})  # the TEXT tab reads the hash
+        page.goto(f"{url}/#text&{fragment}", wait_until="networkidle")
+        page.wait_for_timeout(6000)
+        page.screenshot(path=str(IMAGES / f"{name}.png"))
+        print(f"saved docs/images/{name}.png")
     browser.close()
 
 
