@@ -33,7 +33,7 @@ class LSTMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LSTMConfig:
-        return from_mapping(cls, d, "model")
+        return from_mapping(cls, d, "model=lstm")
 
 
 class LSTMLM(nn.Module):

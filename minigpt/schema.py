@@ -181,7 +181,7 @@ def check_fields(obj: object, prefix: str = "") -> None:
 
 def from_mapping(cls: type, values: Mapping, prefix: str) -> Any:
     """The dataclass `cls` built from `values` (a config or a checkpoint's record), refusing keys
-    it does not declare in one line: `unknown <prefix> option(s): a, b`. Its fields check the rest."""
+    it does not declare in one line: `unknown <prefix> option(s): 'a', 'b'`. Its fields check the rest."""
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)}, key=str)
     if unknown:
         raise ConfigError(f"unknown {prefix} option(s): {', '.join(map(shown, unknown))}")

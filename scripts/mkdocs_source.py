@@ -22,32 +22,40 @@ ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = re.compile(r'^(?P<indent>[ \t]*)--8<-- "(?P<path>[^":\s]+\.py):(?P<name>[A-Za-z_][\w.]*)"[ \t]*$', re.M)
 
 
-def definitions(tree: ast.Module) -> dict[str, ast.stmt]:
-    """Qualified name -> node of every class, function and method, and of module-level assignments."""
-    found: dict[str, ast.stmt] = {}
+def definitions(tree: ast.Module) -> dict[str, list[ast.stmt]]:
+    """Qualified name -> the nodes that define it: classes, functions, methods (a property's getter and
+    setter are two), module-level assignments."""
+    found: dict[str, list[ast.stmt]] = {}
 
     def visit(body: list[ast.stmt], prefix: str) -> None:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                found[prefix + node.name] = node
+                found.setdefault(prefix + node.name, []).append(node)
                 if isinstance(node, ast.ClassDef):
                     visit(node.body, f"{prefix}{node.name}.")
             elif isinstance(node, (ast.Assign, ast.AnnAssign)) and not prefix:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                found.update({t.id: node for t in targets if isinstance(t, ast.Name)})
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        found.setdefault(target.id, []).append(node)
 
     visit(tree.body, "")
     return found
 
 
 def source_of(path: str, name: str) -> str:
-    """The source of `name` in the file `path` (relative to the project), dedented."""
-    text = (ROOT / path).read_text(encoding="utf-8")
-    node = definitions(ast.parse(text, filename=path)).get(name)
-    if node is None:
-        raise LookupError(f"{path} defines no {name!r}")
+    """The source of `name` in the file `path` (inside the project), dedented."""
+    file = (ROOT / path).resolve()
+    if not file.is_relative_to(ROOT):
+        raise LookupError(f"{path} is outside the project")
+    text = file.read_text(encoding="utf-8")
+    nodes = definitions(ast.parse(text, filename=path)).get(name, [])
+    if len(nodes) != 1:
+        raise LookupError(f"{path} defines no {name!r}" if not nodes else f"{path} defines {name!r} {len(nodes)} times")
+    node = nodes[0]
     first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-    return textwrap.dedent("\n".join(text.splitlines()[first - 1 : node.end_lineno]))
+    lines = text.split("\n")  # the lines ast counts (splitlines() would also split at \f or U+2028)
+    return textwrap.dedent("\n".join(lines[first - 1 : node.end_lineno]))
 
 
 def include_source(markdown: str, where: str) -> str:
@@ -56,7 +64,7 @@ def include_source(markdown: str, where: str) -> str:
     def code(match: re.Match) -> str:
         try:
             source = source_of(match["path"], match["name"])
-        except (OSError, SyntaxError, LookupError) as error:
+        except (OSError, UnicodeDecodeError, SyntaxError, LookupError) as error:
             from mkdocs.exceptions import PluginError
 
             raise PluginError(f"{where}: {error}") from None

@@ -599,11 +599,17 @@ def test_every_code_include_of_the_pages_names_something_the_file_defines():
     mkdocs.yml): each include resolves, so `make docs` cannot fail on one, and the source carries
     no include markers for a reader to step over."""
     hook = load_script("mkdocs_source")
-    pages = [*sorted(DOCS.glob("*.md")), ROOT / "CONTRIBUTING.md"]
+    pages = sorted(DOCS.glob("*.md"))
     shown = [m for page in pages for m in hook.INCLUDE.finditer(page.read_text(encoding="utf-8"))]
     assert len(shown) > 30, "the pages include their code by name"
     for page in pages:
-        hook.include_source(page.read_text(encoding="utf-8"), page.name)
+        text = page.read_text(encoding="utf-8")
+        hook.include_source(text, page.name)
+        # an include of Python code the hook's pattern misses would reach pymdownx.snippets and fail there
+        python_includes = re.findall(r'^[ \t]*--8<-- ["\'][^"\']*\.py[:"\'].*$', text, re.M)
+        assert all(hook.INCLUDE.fullmatch(line) for line in python_includes), python_includes
+    # CONTRIBUTING.md reaches the site through snippets, after the hook has run: no code by name there
+    assert not hook.INCLUDE.search((ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8"))
     sources = [p for folder in ROOTS for p in (ROOT / folder).glob("**/*.py")]
     marker = re.compile(r"^\s*# --8<-- \[(start|end):", re.M)
     assert not [str(p) for p in sources if marker.search(p.read_text(encoding="utf-8"))]
@@ -624,3 +630,7 @@ def test_a_code_include_is_the_named_source_indented_like_its_line_and_a_missing
         hook.include_source('--8<-- "minigpt/model.py:GPT.nothing"', "page.md")
     untouched = '--8<-- "conf/ablation/no_scale.yaml"'
     assert hook.include_source(untouched, "page.md") == untouched
+    with pytest.raises(PluginError, match="outside the project"):
+        hook.include_source('--8<-- "../elsewhere.py:f"', "page.md")
+    twice = ast.parse("class A:\n    @property\n    def v(self): ...\n    @v.setter\n    def v(self, x): ...\n")
+    assert len(hook.definitions(twice)["A.v"]) == 2  # source_of refuses the name: "defines 'A.v' 2 times"

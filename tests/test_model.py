@@ -152,9 +152,16 @@ def test_invalid_configs_raise_one_clear_error(kw, message):
         GPTConfig(vocab_size=V, **kw)
 
 
-def test_unknown_config_keys_are_rejected():
-    with pytest.raises(ConfigError, match="unknown model option"):
+def test_unknown_config_keys_are_rejected_in_one_line_for_each_architecture():
+    from minigpt.lstm import LSTMConfig
+    from minigpt.vlm import VisionConfig
+
+    with pytest.raises(ConfigError, match=r"^unknown model option\(s\): 'n_layers'$"):
         GPTConfig.from_dict({"vocab_size": V, "n_layers": 3})
+    with pytest.raises(ConfigError, match=r"^unknown model=lstm option\(s\): 'n_head'$"):  # a GPT-only key
+        LSTMConfig.from_dict({"vocab_size": V, "n_head": 4})
+    with pytest.raises(ConfigError, match=r"^unknown vision option\(s\): 7, 'zoom'$"):  # a key of any type
+        VisionConfig.from_dict({"zoom": 2, 7: 1})
 
 
 def test_learned_positions_refuse_a_sequence_longer_than_block_size_in_one_line():
