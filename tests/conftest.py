@@ -101,6 +101,17 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> s
     )
 
 
+def load_script(name: str):
+    """scripts/<name>.py imported as the module `name` (registered, so its dataclasses resolve)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def tiny_run(small_corpus: Path, tmp_path_factory) -> dict:
     """One real training run of the tiny model (a few seconds), shared by the tests that need

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 from omegaconf import DictConfig, OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -576,22 +577,9 @@ def test_the_file_tree_of_the_contributing_page_names_every_module():
 def test_the_option_reference_of_configs_md_is_the_schemas():
     """docs/configs.md's "Every option" section is what scripts/config_reference.py writes from the
     schemas: a new option, default, range or meaning shows there or this fails."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "scripts" / "config_reference.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("config_reference")
     text = (DOCS / "configs.md").read_text(encoding="utf-8")
     assert script.with_reference(text) == text, "run python scripts/config_reference.py"
-
-
-def load_script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_every_code_include_of_the_pages_names_something_the_file_defines():

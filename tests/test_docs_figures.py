@@ -4,11 +4,11 @@ redraws the figures."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -16,11 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def figures():
-    spec = importlib.util.spec_from_file_location("model_figures", ROOT / "scripts" / "model_figures.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["model_figures"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("model_figures")
 
 
 def test_every_diagram_is_drawn_from_the_model(figures, tmp_path, monkeypatch):
